@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Installs the tools the tests need, idempotently, into a cache.
+#
+#   bash scripts/install-tools.sh        # then: source scripts/env.sh
+#   source scripts/install-tools.sh      # runs in a child bash, then sources env.sh
+#
+# Cache root: $PROVISIONER_CACHE (default $HOME/.cache/provisioner)
+#   bin/            cargo install --root (wasm-bindgen, wasm-pack, cargo-fuzz, ...)
+#   node/           npm install --prefix (binaryen -> node_modules/.bin/wasm-opt)
+#   install-target/ CARGO_TARGET_DIR for the cargo installs (reused between installs)
+# Each tool prints one line: "tool <name> <version>: cached" or "...: installed in Ns".
+
+# Sourced? Run the installer in a child bash (keeps set -euo out of the caller's
+# shell), then export the environment into the caller.
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+  bash "${BASH_SOURCE[0]}" "$@" || return
+  # shellcheck source=env.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+  return 0
+fi
+
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source=env.sh
+source "$SCRIPT_DIR/env.sh"
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+
+mkdir -p "$PROVISIONER_CACHE/bin" "$PROVISIONER_CACHE/node"
+export CARGO_TARGET_DIR="$PROVISIONER_CACHE/install-target"
+TOTAL_START=$EPOCHREALTIME
+
+# ---------------------------------------------------------------------------
+# Pinned versions
+# ---------------------------------------------------------------------------
+WASM_BINDGEN_FALLBACK=0.2.130
+BINARYEN_NPM_VERSION=132.0.0
+# Unpinned unless set (empty = any installed version is accepted; a fresh install
+# takes the newest that `cargo install --locked` resolves).
+WASM_PACK_VERSION=${WASM_PACK_VERSION:-}
+CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-}
+
+# The wasm-bindgen CLI must equal the `wasm-bindgen` crate version in Cargo.lock.
+wasm_bindgen_version() {
+  local lock="$ROOT/Cargo.lock" versions
+  if [[ -f $lock ]]; then
+    versions=$(awk '
+      /^\[\[package\]\]/ { name = "" }
+      /^name = /         { name = $3 }
+      /^version = / && name == "\"wasm-bindgen\"" { v = $3; gsub(/"/, "", v); print v }
+    ' "$lock" | sort -uV)
+    if [[ -n $versions ]]; then
+      if [[ $(wc -l <<<"$versions") -gt 1 ]]; then
+        echo "warning: several wasm-bindgen versions in Cargo.lock: $(echo $versions); using the newest" >&2
+      fi
+      tail -n1 <<<"$versions"
+      return
+    fi
+  fi
+  echo "$WASM_BINDGEN_FALLBACK"
+}
+
+# ---------------------------------------------------------------------------
+# Generic machinery
+# ---------------------------------------------------------------------------
+die() { echo "install-tools: $*" >&2; exit 1; }
+
+# first_version TEXT -> the first dotted number in TEXT ("wasm-bindgen 0.2.130" -> 0.2.130)
+first_version() { grep -oE '[0-9]+(\.[0-9]+)*' <<<"$1" | head -n1 || true; }
+
+# ensure NAME WANT VERSION_CMD INSTALL_CMD...
+#   WANT         exact version wanted, or "any"
+#   VERSION_CMD  shell snippet printing the installed version ("" or failing = absent)
+#   INSTALL_CMD  command (with args) that installs it; its output goes to stderr
+# Skips INSTALL_CMD when the wanted version is present, re-checks after installing.
+ensure() {
+  local name=$1 want=$2 version_cmd=$3; shift 3
+  local have
+  have=$(eval "$version_cmd" 2>/dev/null || true)
+  if [[ -n $have && ( $want == any || $have == "$want" ) ]]; then
+    echo "tool $name $have: cached"
+    return 0
+  fi
+  echo "... $name: have '${have:-none}', want '$want': installing" >&2
+  local start=$EPOCHREALTIME
+  "$@" >&2 || die "installing $name failed"
+  hash -r
+  have=$(eval "$version_cmd" 2>/dev/null || true)
+  if [[ -z $have || ( $want != any && $have != "$want" ) ]]; then
+    die "$name: after install have '${have:-none}', want '$want'"
+  fi
+  echo "tool $name $have: installed in $(_elapsed_since "$start")s"
+}
+
+# --- cargo --------------------------------------------------------------------
+# cargo_install CRATE VERSION|"" [cargo install flags...]
+# Runs from the cache dir so a project .cargo/config.toml (e.g. a wasm build target)
+# or rust-toolchain.toml cannot affect the tool builds.
+cargo_install() {
+  local crate=$1 version=$2; shift 2
+  local args=(install "$crate" --root "$PROVISIONER_CACHE" --force "$@")
+  [[ -n $version ]] && args+=(--version "$version")
+  (cd "$PROVISIONER_CACHE" && cargo "${args[@]}")
+}
+# cargo-fuzz: --locked first; its lock file has not always built, so retry without.
+cargo_install_locked_or_not() {
+  local crate=$1 version=$2
+  cargo_install "$crate" "$version" --locked \
+    || { echo "... $crate: --locked install failed, retrying without --locked" >&2
+         cargo_install "$crate" "$version"; }
+}
+# cargo_bin_version BIN [ARGS...] -> version, only for the copy in $PROVISIONER_CACHE/bin
+cargo_bin_version() {
+  local bin="$PROVISIONER_CACHE/bin/$1"; shift
+  [[ -x $bin ]] || return 1
+  first_version "$("$bin" "$@" 2>&1)"
+}
+# ensure_cargo NAME CRATE WANT|"" BIN [--locked|--locked-or-not]
+ensure_cargo() {
+  local name=$1 crate=$2 want=$3 bin=$4 mode=${5:-}
+  local installer=(cargo_install "$crate" "$want")
+  case $mode in
+    --locked)        installer+=(--locked) ;;
+    --locked-or-not) installer=(cargo_install_locked_or_not "$crate" "$want") ;;
+    "") ;;
+    *) die "ensure_cargo: bad mode $mode" ;;
+  esac
+  ensure "$name" "${want:-any}" "cargo_bin_version $bin --version" "${installer[@]}"
+}
+
+# --- apt ------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  # Called in an `||` context (errexit is off here): check each command.
+  if (( APT_UPDATED == 0 )); then
+    apt-get update >&2 || return
+    APT_UPDATED=1
+  fi
+  apt-get install -y --no-install-recommends "$@"
+}
+# dpkg_version PKG... -> version of the first package, only if all are installed
+dpkg_version() {
+  local pkg status first=""
+  for pkg in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$pkg" 2>/dev/null) || return 1
+    [[ $status == installed\ * ]] || return 1
+    [[ -n $first ]] || first=${status#installed }
+  done
+  echo "$first"
+}
+# ensure_apt NAME PKG... (any version; Debian's)
+ensure_apt() {
+  local name=$1; shift
+  ensure "$name" any "dpkg_version $*" apt_install "$@"
+}
+
+# --- npm ------------------------------------------------------------------------
+# npm_pkg_version PKG -> version of PKG under $PROVISIONER_CACHE/node
+npm_pkg_version() {
+  local pj="$PROVISIONER_CACHE/node/node_modules/$1/package.json"
+  [[ -f $pj ]] || return 1
+  node -p "require(process.argv[1]).version" "$pj"
+}
+npm_install() {
+  command -v npm >/dev/null || die "npm not found (Node 20 is expected on this machine kind)"
+  npm install --no-audit --no-fund --prefix "$PROVISIONER_CACHE/node" "$@"
+}
+# ensure_npm NAME PKG VERSION [CHECK_CMD]  (CHECK_CMD must also succeed, e.g. run the bin)
+ensure_npm() {
+  local name=$1 pkg=$2 want=$3 check=${4:-true}
+  ensure "$name" "$want" "{ $check; } >/dev/null 2>&1 && npm_pkg_version $pkg" \
+    npm_install "$pkg@$want"
+}
+
+# --- rustup ---------------------------------------------------------------------
+rustc_version() { first_version "$(rustc --version)"; }
+has_target() { rustup target list --installed | grep -qx "$1" && rustc_version; }
+has_component() { rustup component list --installed | grep -q "^$1-" && rustc_version; }
+
+# ---------------------------------------------------------------------------
+# The tools
+# ---------------------------------------------------------------------------
+command -v rustup >/dev/null || die "rustup not found"
+cd "$ROOT"   # rustup acts on the toolchain active for the project
+
+ensure wasm32-unknown-unknown any "has_target wasm32-unknown-unknown" \
+  rustup target add wasm32-unknown-unknown
+ensure rustfmt any "has_component rustfmt" rustup component add rustfmt
+ensure clippy  any "has_component clippy"  rustup component add clippy
+
+ensure_apt chromium chromium chromium-driver
+
+WASM_BINDGEN_VERSION=$(wasm_bindgen_version)
+# No --locked: with it wasm-bindgen-cli fails on a missing dependency version.
+ensure_cargo wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
+ensure_cargo wasm-pack    wasm-pack        "$WASM_PACK_VERSION"    wasm-pack  --locked
+ensure_cargo cargo-fuzz   cargo-fuzz       "$CARGO_FUZZ_VERSION"   cargo-fuzz --locked-or-not
+
+# wasm-opt from npm's binaryen, never Debian's binaryen (v108 corrupts wasm-bindgen output).
+WASM_OPT="$PROVISIONER_CACHE/node/node_modules/.bin/wasm-opt"
+ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
+
+# --- Add further tools here: one `ensure*` line (plus a version pin above). ----------
+# Examples for the coming issues:
+#   ensure_apt   mosquitto mosquitto mosquitto-clients
+#   TRUNK_VERSION=0.21.14
+#   ensure_cargo trunk trunk "$TRUNK_VERSION" trunk --locked
+#   ensure moto "$MOTO_VERSION" "<print installed version>" <install command...>
+# --------------------------------------------------------------------------------------
+
+# Sanity: the wasm-opt first on PATH must be ours (wasm-pack/trunk take the first one).
+if [[ $(command -v wasm-opt) != "$WASM_OPT" ]]; then
+  die "wasm-opt on PATH is $(command -v wasm-opt), expected $WASM_OPT"
+fi
+if [[ -e /usr/bin/wasm-opt ]]; then
+  echo "warning: /usr/bin/wasm-opt exists (Debian binaryen?); env.sh shadows it, but remove it" >&2
+fi
+
+echo "install-tools: all tools ready in $(_elapsed_since "$TOTAL_START")s (cache $PROVISIONER_CACHE); source scripts/env.sh for PATH"

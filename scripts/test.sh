@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's whole test suite, as CI and a new user run it:
+#
+#   bash scripts/test.sh
+#
+# Installs what it needs first (scripts/install-tools.sh: wasm target, pinned
+# wasm-bindgen-cli, wasm-pack, cargo-fuzz, Chromium and chromedriver, wasm-opt from npm),
+# cached under $PROVISIONER_CACHE, then runs every check and prints each step's duration.
+# FUZZ_SECONDS (default 30) sets the fuzzing step's length; 0 skips it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/env.sh
+source scripts/lib.sh
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+WASM=(--target wasm32-unknown-unknown)
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+START=$EPOCHREALTIME
+
+step "install tools" bash scripts/install-tools.sh
+step "cargo fmt --check" cargo fmt --all --check
+step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy (wasm32)" cargo clippy -p provisioner-verifier-wasm "${WASM[@]}" --all-targets --locked -- -D warnings
+step "clippy (core without p384)" cargo clippy -p provisioner-core --no-default-features --all-targets --locked -- -D warnings
+step "native tests" cargo test --workspace --all-targets --locked
+step "wasm tests in Node" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test node --locked
+step "wasm tests in headless Chromium" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test browser --locked
+step "wasm tests with P-384 in Node" cargo test -p provisioner-verifier-wasm --features p384 "${WASM[@]}" --test node --locked
+step "wasm-pack test --headless --chrome" wasm-pack test --headless --chrome verifier-wasm
+step "build wasm packages (size budget)" bash scripts/build-wasm.sh
+step "built package tests in Node" node --test verifier-wasm/js/
+if (( FUZZ_SECONDS > 0 )); then
+  step "fuzz header_to_decision (${FUZZ_SECONDS}s)" bash scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
+echo "all steps passed in $(_elapsed_since "$START")s"
