@@ -121,6 +121,14 @@ pub enum Refusal {
     /// The device is registered but disabled by an administrator.
     #[error("device {0:?} is disabled")]
     DeviceDisabled(String),
+    /// The device was issued too many new certificates lately.
+    #[error("device {device_id:?} was issued too many certificates this hour; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// The device.
+        device_id: String,
+        /// Seconds until a request can succeed (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
 }
 
 impl ErrorCode for Refusal {
@@ -131,6 +139,7 @@ impl ErrorCode for Refusal {
             Self::UnknownDevice(_) => "unknown_device",
             Self::KeyMismatch(_) => "key_mismatch",
             Self::DeviceDisabled(_) => "device_disabled",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -140,6 +149,7 @@ impl ErrorCode for Refusal {
             Self::RegisteredKey(e) => e.status(),
             Self::UnknownDevice(_) => 404,
             Self::KeyMismatch(_) | Self::DeviceDisabled(_) => 403,
+            Self::RateLimited { .. } => 429,
         }
     }
 }

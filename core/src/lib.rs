@@ -18,11 +18,21 @@ pub mod csr;
 pub mod device_id;
 pub mod error;
 pub mod header;
+pub mod issuance;
 pub mod key;
+pub mod manifest;
 
 pub use crypto::SignatureBackend;
 pub use csr::{csr_der_from_file, CsrPolicy, CsrVerifier, SignatureAlgorithm, VerifiedCsr};
 pub use device_id::{DeviceIdRule, MAX_DEVICE_ID_LEN};
 pub use error::{CsrError, ErrorBody, ErrorCode, KeyError, Refusal};
 pub use header::{decode_header, MAX_HEADER_LEN};
+pub use issuance::{
+    CertificateStatus, HeldCertificate, IssuanceProfile, IssuanceRateLimit, ReissueDecision,
+    UnixTime,
+};
 pub use key::{Curve, DeviceKey};
+pub use manifest::{
+    ManifestEntries, ManifestEntryError, ManifestError, ManifestFormat, ManifestReader,
+    ManifestRecord, ManifestSigner, ManifestSigners,
+};
