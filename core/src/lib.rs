@@ -21,6 +21,7 @@ pub mod header;
 pub mod issuance;
 pub mod key;
 pub mod manifest;
+pub mod ports;
 
 pub use crypto::SignatureBackend;
 pub use csr::{csr_der_from_file, CsrPolicy, CsrVerifier, SignatureAlgorithm, VerifiedCsr};
@@ -35,4 +36,8 @@ pub use key::{Curve, DeviceKey};
 pub use manifest::{
     ManifestEntries, ManifestEntryError, ManifestError, ManifestFormat, ManifestReader,
     ManifestRecord, ManifestSigner, ManifestSigners,
+};
+pub use ports::{
+    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, Clock, Device, DeviceRegistry,
+    PortError, RevocationReason, SignedCertificate, ThingRegistry,
 };

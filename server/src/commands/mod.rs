@@ -1,3 +1,8 @@
 //! One module per subcommand group.
 
+pub mod ca;
+pub mod certs;
 pub mod csr;
+pub mod device;
+pub mod import;
+pub mod serve;

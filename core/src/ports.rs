@@ -1,0 +1,242 @@
+//! The ports: small traits, named for their roles, through which the provisioning flow
+//! reaches the outside world. Adapters implement them (SQLite, the on-disk CA, DynamoDB,
+//! ACM Private CA, IoT Core); this crate only names what the flow needs.
+//!
+//! Methods return `Send` futures so one flow serves both the local service and Lambdas.
+
+use std::future::Future;
+
+use crate::csr::VerifiedCsr;
+use crate::issuance::{CertificateStatus, IssuanceProfile, UnixTime};
+use crate::key::DeviceKey;
+
+/// A failure of an adapter, as the flow sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortError {
+    /// The backend cannot serve now but may soon (503 with `Retry-After`).
+    #[error("{what} is unavailable now; retry after {retry_after_secs} s")]
+    Unavailable {
+        /// What is unavailable (safe to show the caller).
+        what: String,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Anything else: logged with its cause, answered as a generic 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The device id (the CSR's CN, the thing name).
+    pub device_id: String,
+    /// The key from the manufacturer's manifest.
+    pub public_key: DeviceKey,
+    /// Disabled devices get nothing.
+    pub enabled: bool,
+}
+
+/// RFC 5280 revocation reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// unspecified (0)
+    Unspecified,
+    /// keyCompromise (1)
+    KeyCompromise,
+    /// cACompromise (2)
+    CaCompromise,
+    /// affiliationChanged (3)
+    AffiliationChanged,
+    /// superseded (4): replaced by a newer certificate (rotation).
+    Superseded,
+    /// cessationOfOperation (5)
+    CessationOfOperation,
+    /// certificateHold (6)
+    CertificateHold,
+    /// privilegeWithdrawn (9)
+    PrivilegeWithdrawn,
+}
+
+impl RevocationReason {
+    /// Every reason, for listing them in help and errors.
+    pub const ALL: [Self; 8] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::CaCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+        Self::CertificateHold,
+        Self::PrivilegeWithdrawn,
+    ];
+
+    /// The RFC 5280 name, e.g. `keyCompromise`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::CaCompromise => "cACompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+            Self::CertificateHold => "certificateHold",
+            Self::PrivilegeWithdrawn => "privilegeWithdrawn",
+        }
+    }
+
+    /// The CRLReason code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::CaCompromise => 2,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+            Self::CertificateHold => 6,
+            Self::PrivilegeWithdrawn => 9,
+        }
+    }
+
+    /// Reads an RFC 5280 name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A certificate as the registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Hex SHA-256 of the DER.
+    pub certificate_id: String,
+    /// The device it was issued to.
+    pub device_id: String,
+    /// Serial number, hex without separators.
+    pub serial: String,
+    /// Which CA issued it (the issuing CA's id in the registry).
+    pub issuer: String,
+    /// The certified key.
+    pub public_key: DeviceKey,
+    /// When it was issued (the rate limit counts these).
+    pub issued_at: UnixTime,
+    /// Start of validity (backdated from `issued_at`).
+    pub not_before: UnixTime,
+    /// End of validity.
+    pub not_after: UnixTime,
+    /// Registry status.
+    pub status: CertificateStatus,
+    /// When and why it was revoked.
+    pub revoked: Option<(UnixTime, RevocationReason)>,
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+}
+
+/// A certificate the CA has just signed, not yet recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCertificate {
+    /// The certificate DER.
+    pub der: Vec<u8>,
+    /// The certificate PEM.
+    pub pem: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// The issuing CA's id.
+    pub issuer: String,
+    /// Start of validity.
+    pub not_before: UnixTime,
+    /// End of validity.
+    pub not_after: UnixTime,
+}
+
+/// Where devices and their certificates are recorded (SQLite locally, DynamoDB on AWS).
+pub trait DeviceRegistry: Send + Sync {
+    /// The device, if registered.
+    fn device(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, PortError>> + Send;
+
+    /// Every certificate issued to the device.
+    fn certificates_of(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send;
+
+    /// One certificate by id.
+    fn certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<CertificateRecord>, PortError>> + Send;
+
+    /// Records a new ACTIVE certificate and, in the same atomic write, marks `supersede`
+    /// REVOKED (reason superseded, at `now`). Returns once durable: only then may the
+    /// device receive the certificate.
+    fn record_issuance(
+        &self,
+        certificate: CertificateRecord,
+        supersede: Vec<String>,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Signs certificates (the on-disk CA locally, ACM Private CA or IoT Core on AWS).
+pub trait CertificateAuthority: Send + Sync {
+    /// Issues a certificate for a verified request under `profile`, at `now`: subject CN =
+    /// device id, the request's key, nothing else taken from the CSR.
+    fn issue(
+        &self,
+        request: &VerifiedCsr,
+        profile: &IssuanceProfile,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send;
+
+    /// The chain devices need: the issuing intermediate, then the root, PEM.
+    fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send;
+}
+
+/// The MQTT side's registry of things and principals (IoT Core, or its local stand-in).
+pub trait ThingRegistry: Send + Sync {
+    /// Creates the thing if absent, attaches the policy, and attaches the certificate as
+    /// its principal.
+    fn register(
+        &self,
+        device_id: &str,
+        certificate: &CertificateRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// One decision, allow or deny, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When.
+    pub at: UnixTime,
+    /// The device id, when the request named one.
+    pub device_id: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The refusal's stable code (deny), or what was done (allow: `issued`, `returned`).
+    pub code: String,
+    /// The client address.
+    pub remote_addr: Option<String>,
+    /// The CSR fingerprint, when the CSR parsed.
+    pub fingerprint: Option<String>,
+    /// The certificate returned, if any.
+    pub certificate_id: Option<String>,
+}
+
+/// Where every allow and deny is written.
+pub trait AuditLog: Send + Sync {
+    /// Appends an event.
+    fn record(&self, event: AuditEvent) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// The time, so tests can move it.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> UnixTime;
+}
