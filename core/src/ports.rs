@@ -240,3 +240,86 @@ pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> UnixTime;
 }
+
+// A shared adapter serves as its port: one SQLite registry is registry, thing registry
+// and audit log at once.
+impl<T: DeviceRegistry + ?Sized> DeviceRegistry for std::sync::Arc<T> {
+    fn device(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, PortError>> + Send {
+        (**self).device(device_id)
+    }
+
+    fn certificates_of(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send {
+        (**self).certificates_of(device_id)
+    }
+
+    fn certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<CertificateRecord>, PortError>> + Send {
+        (**self).certificate(certificate_id)
+    }
+
+    fn record_issuance(
+        &self,
+        certificate: CertificateRecord,
+        supersede: Vec<String>,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).record_issuance(certificate, supersede, now)
+    }
+}
+
+impl<T: CertificateAuthority + ?Sized> CertificateAuthority for std::sync::Arc<T> {
+    fn issue(
+        &self,
+        request: &VerifiedCsr,
+        profile: &IssuanceProfile,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
+        (**self).issue(request, profile, now)
+    }
+
+    fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send {
+        (**self).chain_pem()
+    }
+}
+
+impl<T: ThingRegistry + ?Sized> ThingRegistry for std::sync::Arc<T> {
+    fn register(
+        &self,
+        device_id: &str,
+        certificate: &CertificateRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).register(device_id, certificate)
+    }
+}
+
+impl<T: AuditLog + ?Sized> AuditLog for std::sync::Arc<T> {
+    fn record(&self, event: AuditEvent) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).record(event)
+    }
+}
+
+impl<T: Clock + ?Sized> Clock for std::sync::Arc<T> {
+    fn now(&self) -> UnixTime {
+        (**self).now()
+    }
+}
+
+/// The machine's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}

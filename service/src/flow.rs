@@ -1,1 +1,383 @@
-//! (being written)
+//! The provisioning flow (DESIGN.md steps 4-9) over the ports: verify, authorise, apply
+//! the re-issue policy and the rate limit, issue, record, register, audit.
+//!
+//! It knows nothing of HTTP, SQLite or AWS; [`crate::api`] maps its answers to HTTP.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use provisioner_core::{
+    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, Clock,
+    CsrVerifier, DeviceRegistry, ErrorCode, HeldCertificate, IssuanceProfile, IssuanceRateLimit,
+    PortError, Refusal, ReissueDecision, ThingRegistry, UnixTime,
+};
+use sha2::{Digest, Sha256};
+
+/// Why the flow gave no certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// The request was refused, for a reason the caller can act on.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The client address failed too often lately.
+    #[error("too many failed requests from this address; retry after {retry_after_secs} s")]
+    TooManyFailures {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// A backend failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl FlowError {
+    /// The stable code, for the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(refusal) => refusal.code(),
+            Self::TooManyFailures { .. } => "too_many_failures",
+            Self::Port(PortError::Unavailable { .. }) => "ca_unavailable",
+            Self::Port(_) => "internal_error",
+        }
+    }
+}
+
+/// What a device receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// The issuing intermediate, then the root, PEM.
+    pub ca_chain_pem: String,
+    /// Hex SHA-256 of the certificate DER.
+    pub certificate_id: String,
+    /// End of validity.
+    pub not_after: UnixTime,
+    /// The MQTT endpoint the device connects to.
+    pub endpoint: String,
+    /// True when the device's current certificate was returned unchanged.
+    pub returned_existing: bool,
+}
+
+/// The settings of the flow.
+#[derive(Debug, Clone)]
+pub struct FlowSettings {
+    /// What certificates look like and when they renew.
+    pub profile: IssuanceProfile,
+    /// New certificates per device per hour.
+    pub rate_limit: IssuanceRateLimit,
+    /// Failed requests allowed per client address per minute (0 = unlimited).
+    pub failures_per_minute: u32,
+    /// The MQTT endpoint returned to devices.
+    pub endpoint: String,
+}
+
+/// One choice of adapter for every port: the local set, the AWS set, or test fakes.
+pub trait Adapters: Send + Sync + 'static {
+    /// Devices and certificates.
+    type Registry: DeviceRegistry + 'static;
+    /// The signer.
+    type Authority: CertificateAuthority + 'static;
+    /// Things and principals.
+    type Things: ThingRegistry + 'static;
+    /// Allow and deny records.
+    type Audit: AuditLog + 'static;
+    /// The time.
+    type Clock: Clock + 'static;
+}
+
+/// The ports the flow drives.
+#[derive(Debug)]
+pub struct Ports<B: Adapters> {
+    /// Devices and certificates.
+    pub registry: B::Registry,
+    /// The signer.
+    pub authority: B::Authority,
+    /// Things and principals.
+    pub things: B::Things,
+    /// Allow and deny records.
+    pub audit: B::Audit,
+    /// The time.
+    pub clock: B::Clock,
+}
+
+/// The provisioning flow.
+pub struct Provisioner<B: Adapters> {
+    ports: Ports<B>,
+    settings: FlowSettings,
+    verifier: CsrVerifier,
+    failures: FailureLimiter,
+}
+
+impl<B: Adapters> Provisioner<B> {
+    /// A flow over `ports` with `settings`.
+    pub fn new(ports: Ports<B>, settings: FlowSettings) -> Self {
+        Self {
+            verifier: CsrVerifier::new(settings.profile.csr.clone()),
+            failures: FailureLimiter::new(settings.failures_per_minute),
+            ports,
+            settings,
+        }
+    }
+
+    /// The ports, for the routes that read them directly (retrieval).
+    pub fn ports(&self) -> &Ports<B> {
+        &self.ports
+    }
+
+    /// `POST /new`: the whole decision for one `device-csr` header value (absent = `None`),
+    /// audited whatever the outcome.
+    ///
+    /// # Errors
+    /// [`FlowError::Refused`] with the refusal, [`FlowError::TooManyFailures`] when the
+    /// client address has failed too often, [`FlowError::Port`] when a backend fails.
+    pub async fn provision(
+        &self,
+        header: Option<&str>,
+        remote_addr: Option<&str>,
+    ) -> Result<Provisioned, FlowError> {
+        let now = self.ports.clock.now();
+        if let Some(address) = remote_addr {
+            if let Some(retry_after_secs) = self.failures.blocked(address, now) {
+                let error = FlowError::TooManyFailures { retry_after_secs };
+                self.audit(now, None, remote_addr, None, Err(&error)).await;
+                return Err(error);
+            }
+        }
+        let mut device_id = None;
+        let mut fingerprint = None;
+        let result = self
+            .decide(header, now, &mut device_id, &mut fingerprint)
+            .await;
+        if let (Err(FlowError::Refused(_)), Some(address)) = (&result, remote_addr) {
+            self.failures.record(address, now);
+        }
+        let outcome = result
+            .as_ref()
+            .map(|p| (p.returned_existing, p.certificate_id.as_str()));
+        self.audit(now, device_id, remote_addr, fingerprint, outcome)
+            .await;
+        result
+    }
+
+    async fn decide(
+        &self,
+        header: Option<&str>,
+        now: UnixTime,
+        device_id: &mut Option<String>,
+        fingerprint: &mut Option<String>,
+    ) -> Result<Provisioned, FlowError> {
+        let request = self
+            .verifier
+            .verify_header(header.unwrap_or(""))
+            .map_err(Refusal::from)?;
+        *device_id = Some(request.device_id.clone());
+        *fingerprint = Some(request.fingerprint.clone());
+
+        let device = self
+            .ports
+            .registry
+            .device(&request.device_id)
+            .await?
+            .ok_or_else(|| Refusal::UnknownDevice(request.device_id.clone()))?;
+        if !device.enabled {
+            return Err(Refusal::DeviceDisabled(device.device_id).into());
+        }
+        request.check_registered_key(&device.public_key)?;
+
+        let held = self
+            .ports
+            .registry
+            .certificates_of(&device.device_id)
+            .await?;
+        let held_view: Vec<HeldCertificate> = held
+            .iter()
+            .map(|c| HeldCertificate {
+                certificate_id: c.certificate_id.clone(),
+                public_key: c.public_key.clone(),
+                status: c.status,
+                not_after: c.not_after,
+            })
+            .collect();
+        let certificate =
+            match self
+                .settings
+                .profile
+                .reissue_decision(&request.public_key, &held_view, now)
+            {
+                ReissueDecision::ReturnExisting { certificate_id } => {
+                    let existing = held
+                        .into_iter()
+                        .find(|c| c.certificate_id == certificate_id)
+                        .ok_or_else(|| {
+                            PortError::Internal("the returned certificate vanished".into())
+                        })?;
+                    // Idempotent: heals a registration that failed after the record was written.
+                    self.ports
+                        .things
+                        .register(&device.device_id, &existing)
+                        .await?;
+                    return self.answer(existing, true).await;
+                }
+                ReissueDecision::IssueNew { supersede } => {
+                    let issued_at: Vec<UnixTime> = held.iter().map(|c| c.issued_at).collect();
+                    self.settings
+                        .rate_limit
+                        .check(&device.device_id, &issued_at, now)?;
+                    let signed = self
+                        .ports
+                        .authority
+                        .issue(&request, &self.settings.profile, now)
+                        .await?;
+                    let record = CertificateRecord {
+                        certificate_id: hex::encode(Sha256::digest(&signed.der)),
+                        device_id: device.device_id.clone(),
+                        serial: signed.serial,
+                        issuer: signed.issuer,
+                        public_key: request.public_key.clone(),
+                        issued_at: now,
+                        not_before: signed.not_before,
+                        not_after: signed.not_after,
+                        status: CertificateStatus::Active,
+                        revoked: None,
+                        certificate_pem: signed.pem,
+                    };
+                    // Durable before the device sees it: a crash after this line leaves a
+                    // recorded certificate the device never got, never the reverse.
+                    self.ports
+                        .registry
+                        .record_issuance(record.clone(), supersede, now)
+                        .await?;
+                    self.ports
+                        .things
+                        .register(&device.device_id, &record)
+                        .await?;
+                    record
+                }
+            };
+        self.answer(certificate, false).await
+    }
+
+    async fn answer(
+        &self,
+        certificate: CertificateRecord,
+        returned_existing: bool,
+    ) -> Result<Provisioned, FlowError> {
+        Ok(Provisioned {
+            ca_chain_pem: self.ports.authority.chain_pem().await?,
+            certificate_pem: certificate.certificate_pem,
+            certificate_id: certificate.certificate_id,
+            not_after: certificate.not_after,
+            endpoint: self.settings.endpoint.clone(),
+            returned_existing,
+        })
+    }
+
+    async fn audit(
+        &self,
+        at: UnixTime,
+        device_id: Option<String>,
+        remote_addr: Option<&str>,
+        fingerprint: Option<String>,
+        outcome: Result<(bool, &str), &FlowError>,
+    ) {
+        let (decision, code, certificate_id) = match outcome {
+            Ok((true, id)) => ("allow", "returned".to_owned(), Some(id.to_owned())),
+            Ok((false, id)) => ("allow", "issued".to_owned(), Some(id.to_owned())),
+            Err(error) => ("deny", error.code().to_owned(), None),
+        };
+        let event = AuditEvent {
+            at,
+            device_id,
+            decision,
+            code,
+            remote_addr: remote_addr.map(str::to_owned),
+            fingerprint,
+            certificate_id,
+        };
+        if let Err(e) = self.ports.audit.record(event).await {
+            tracing::error!(error = %e, "the audit log refused an event");
+        }
+    }
+}
+
+/// Failed requests per client address in a sliding minute, in memory: a factory line may
+/// sit behind one address, so the default limit is generous.
+#[derive(Debug)]
+struct FailureLimiter {
+    per_minute: u32,
+    failures: Mutex<HashMap<String, VecDeque<UnixTime>>>,
+}
+
+impl FailureLimiter {
+    const WINDOW_SECS: i64 = 60;
+
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds to wait, if the address is over its limit.
+    fn blocked(&self, address: &str, now: UnixTime) -> Option<u64> {
+        if self.per_minute == 0 {
+            return None;
+        }
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let times = failures.get_mut(address)?;
+        while times.front().is_some_and(|t| now - t >= Self::WINDOW_SECS) {
+            times.pop_front();
+        }
+        if times.is_empty() {
+            failures.remove(address);
+            return None;
+        }
+        (times.len() >= self.per_minute as usize).then(|| {
+            let oldest = times.front().copied().unwrap_or(now);
+            (oldest + Self::WINDOW_SECS - now).max(1) as u64
+        })
+    }
+
+    fn record(&self, address: &str, now: UnixTime) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > 100_000 {
+            // Bounded memory under a flood of addresses: forget the quiet ones.
+            failures.retain(|_, times| times.back().is_some_and(|t| now - t < Self::WINDOW_SECS));
+        }
+        let times = failures.entry(address.to_owned()).or_default();
+        times.push_back(now);
+        if times.len() > self.per_minute as usize {
+            times.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_blocked_after_its_failures_and_freed_after_a_minute() {
+        let limiter = FailureLimiter::new(3);
+        for t in [100, 110, 120] {
+            assert_eq!(limiter.blocked("10.0.0.1", t), None);
+            limiter.record("10.0.0.1", t);
+        }
+        assert_eq!(limiter.blocked("10.0.0.1", 130), Some(30));
+        assert_eq!(limiter.blocked("10.0.0.2", 130), None);
+        assert_eq!(limiter.blocked("10.0.0.1", 160), None);
+    }
+
+    #[test]
+    fn zero_turns_the_failure_limit_off() {
+        let limiter = FailureLimiter::new(0);
+        for _ in 0..10 {
+            limiter.record("a", 1);
+        }
+        assert_eq!(limiter.blocked("a", 1), None);
+    }
+}

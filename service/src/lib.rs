@@ -12,3 +12,5 @@ pub mod flow;
 pub mod latent;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(test)]
+mod memory;

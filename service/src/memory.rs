@@ -1,0 +1,175 @@
+//! In-memory fakes of every port, for the flow's and the router's unit tests. The real
+//! adapters (`local`) are tested against SQLite and OpenSSL in `tests/`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use provisioner_core::{
+    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, Clock,
+    Device, DeviceRegistry, IssuanceProfile, PortError, RevocationReason, SignedCertificate,
+    ThingRegistry, UnixTime, VerifiedCsr,
+};
+
+use crate::flow::Adapters;
+
+/// Devices, certificates, things and audit events in maps.
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    /// Registered devices.
+    pub devices: Mutex<HashMap<String, Device>>,
+    /// Issued certificates.
+    pub certificates: Mutex<Vec<CertificateRecord>>,
+    /// thing name -> attached certificate ids.
+    pub things: Mutex<HashMap<String, Vec<String>>>,
+    /// The audit log.
+    pub audit: Mutex<Vec<AuditEvent>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DeviceRegistry for MemoryRegistry {
+    fn device(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, PortError>> + Send {
+        let found = lock(&self.devices).get(device_id).cloned();
+        async move { Ok(found) }
+    }
+
+    fn certificates_of(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send {
+        let found: Vec<_> = lock(&self.certificates)
+            .iter()
+            .filter(|c| c.device_id == device_id)
+            .cloned()
+            .collect();
+        async move { Ok(found) }
+    }
+
+    fn certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = Result<Option<CertificateRecord>, PortError>> + Send {
+        let found = lock(&self.certificates)
+            .iter()
+            .find(|c| c.certificate_id == certificate_id)
+            .cloned();
+        async move { Ok(found) }
+    }
+
+    fn record_issuance(
+        &self,
+        certificate: CertificateRecord,
+        supersede: Vec<String>,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut certificates = lock(&self.certificates);
+        for c in certificates
+            .iter_mut()
+            .filter(|c| supersede.contains(&c.certificate_id))
+        {
+            c.status = CertificateStatus::Revoked;
+            c.revoked = Some((now, RevocationReason::Superseded));
+        }
+        certificates.push(certificate);
+        async { Ok(()) }
+    }
+}
+
+impl ThingRegistry for MemoryRegistry {
+    fn register(
+        &self,
+        device_id: &str,
+        certificate: &CertificateRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut things = lock(&self.things);
+        let principals = things.entry(device_id.to_owned()).or_default();
+        if !principals.contains(&certificate.certificate_id) {
+            principals.push(certificate.certificate_id.clone());
+        }
+        async { Ok(()) }
+    }
+}
+
+impl AuditLog for MemoryRegistry {
+    fn record(&self, event: AuditEvent) -> impl Future<Output = Result<(), PortError>> + Send {
+        lock(&self.audit).push(event);
+        async { Ok(()) }
+    }
+}
+
+/// A CA that "signs" by numbering: its certificates are not X.509, which the flow never
+/// looks inside. Set `unavailable` to make it answer 503.
+#[derive(Debug, Default)]
+pub struct CountingAuthority {
+    issued: AtomicU64,
+    /// When set, `issue` fails as a throttled CA does.
+    pub unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl CertificateAuthority for CountingAuthority {
+    fn issue(
+        &self,
+        request: &VerifiedCsr,
+        profile: &IssuanceProfile,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
+        let result = if self.unavailable.load(Ordering::SeqCst) {
+            Err(PortError::Unavailable {
+                what: "the test CA".into(),
+                retry_after_secs: 7,
+            })
+        } else {
+            let serial = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            let (not_before, not_after) = profile.validity_at(now);
+            Ok(SignedCertificate {
+                der: format!("{}/{serial}", request.device_id).into_bytes(),
+                pem: format!("CERT {} #{serial}\n", request.device_id),
+                serial: format!("{serial:032x}"),
+                issuer: "test-ca".into(),
+                not_before,
+                not_after,
+            })
+        };
+        async move { result }
+    }
+
+    async fn chain_pem(&self) -> Result<String, PortError> {
+        Ok("CHAIN\n".to_owned())
+    }
+}
+
+/// A clock the test sets.
+#[derive(Debug)]
+pub struct ManualClock(pub AtomicI64);
+
+impl ManualClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The in-memory adapter set.
+#[derive(Debug)]
+pub struct MemoryAdapters;
+
+impl Adapters for MemoryAdapters {
+    type Registry = std::sync::Arc<MemoryRegistry>;
+    type Authority = std::sync::Arc<CountingAuthority>;
+    type Things = std::sync::Arc<MemoryRegistry>;
+    type Audit = std::sync::Arc<MemoryRegistry>;
+    type Clock = std::sync::Arc<ManualClock>;
+}
