@@ -209,6 +209,7 @@ ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
 #   TRUNK_VERSION=0.21.14
 #   ensure_cargo trunk trunk "$TRUNK_VERSION" trunk --locked
 #   ensure moto "$MOTO_VERSION" "<print installed version>" <install command...>
+ensure_apt   mosquitto mosquitto mosquitto-clients
 # --------------------------------------------------------------------------------------
 
 # Sanity: the wasm-opt first on PATH must be ours (wasm-pack/trunk take the first one).

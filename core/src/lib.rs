@@ -39,5 +39,5 @@ pub use manifest::{
 };
 pub use ports::{
     AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, Clock, Device, DeviceRegistry,
-    PortError, RevocationReason, SignedCertificate, ThingRegistry,
+    PortError, RevocationReason, SignedCertificate, SystemClock, ThingRegistry,
 };

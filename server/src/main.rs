@@ -17,7 +17,12 @@ use provisioner_service::local::datadir::DataDir;
 #[command(name = "provisioner", version, about, long_about = None)]
 struct Cli {
     /// Where the local service keeps its registry, CA and secrets.
-    #[arg(long, global = true, env = "PROVISIONER_DATA_DIR", default_value = "./.provisioner")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_DATA_DIR",
+        default_value = "./.provisioner"
+    )]
     data_dir: PathBuf,
     /// Write logs as JSON lines (on stderr).
     #[arg(long, global = true, env = "PROVISIONER_LOG_JSON")]
@@ -75,7 +80,10 @@ fn main() -> ExitCode {
     if let Command::Csr(command) = cli.command {
         return command.run();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -1,21 +1,263 @@
-//! `provisioner certs` (being written).
+//! `provisioner certs`: list and revoke the certificates the registry has recorded.
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use provisioner_core::{CertificateRecord, CertificateStatus, RevocationReason, UnixTime};
+use provisioner_service::local::datadir::DataDir;
+use provisioner_service::local::operations;
+use provisioner_service::local::registry::{
+    status_name, CertificateFilter, RegistryError, SqliteRegistry,
+};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
 
 use crate::Global;
 
 /// `provisioner certs ...`
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
-    /// Placeholder until the subcommands land.
-    Pending,
+    /// List recorded certificates, oldest first.
+    ///
+    /// With --json, an array of {certificateId, deviceId, serial, issuer, notBefore,
+    /// notAfter, status} (times RFC 3339 UTC; revoked ones add revokedAt and
+    /// revocationReason).
+    List(ListArgs),
+    /// Revoke a certificate: the registry marks it REVOKED with the time and reason.
+    ///
+    /// Revoking a certificate already revoked changes nothing and is not an error.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `provisioner certs list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this device's certificates.
+    #[arg(long, value_name = "ID")]
+    device: Option<String>,
+    /// Only certificates in this status.
+    #[arg(long, value_enum, ignore_case = true)]
+    status: Option<StatusArg>,
+    /// Only certificates issued by this CA (its id).
+    #[arg(long, value_name = "CA")]
+    issuer: Option<String>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A certificate status on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Active,
+    Inactive,
+    Revoked,
+}
+
+impl From<StatusArg> for CertificateStatus {
+    fn from(status: StatusArg) -> Self {
+        match status {
+            StatusArg::Active => Self::Active,
+            StatusArg::Inactive => Self::Inactive,
+            StatusArg::Revoked => Self::Revoked,
+        }
+    }
+}
+
+/// Arguments of `provisioner certs revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The certificate id (hex SHA-256 of its DER), as `certs list` shows it.
+    #[arg(value_name = "ID")]
+    certificate_id: String,
+    /// The RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+    /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn.
+    #[arg(long, value_parser = parse_reason)]
+    reason: RevocationReason,
+    /// Print JSON on stdout: the certificate as `certs list --json` shows it, plus
+    /// alreadyRevoked.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_reason(name: &str) -> Result<RevocationReason, String> {
+    RevocationReason::from_name(name).ok_or_else(|| {
+        let valid: Vec<&str> = RevocationReason::ALL.iter().map(|r| r.name()).collect();
+        format!(
+            "{name:?} is not an RFC 5280 revocation reason; use one of: {}",
+            valid.join(", ")
+        )
+    })
+}
+
+/// A certificate as the command prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CertificateView {
+    certificate_id: String,
+    device_id: String,
+    serial: String,
+    issuer: String,
+    not_before: String,
+    not_after: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_reason: Option<&'static str>,
+}
+
+impl From<&CertificateRecord> for CertificateView {
+    fn from(c: &CertificateRecord) -> Self {
+        Self {
+            certificate_id: c.certificate_id.clone(),
+            device_id: c.device_id.clone(),
+            serial: c.serial.clone(),
+            issuer: c.issuer.clone(),
+            not_before: rfc3339(c.not_before),
+            not_after: rfc3339(c.not_after),
+            status: status_name(c.status),
+            revoked_at: c.revoked.map(|(at, _)| rfc3339(at)),
+            revocation_reason: c.revoked.map(|(_, reason)| reason.name()),
+        }
+    }
+}
+
+/// RFC 3339 in UTC (`2026-01-01T00:00:00Z`); the bare number if out of range.
+fn rfc3339(t: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
 }
 
 impl CertsCommand {
     /// Runs the subcommand.
-    pub async fn run(self, _global: &Global) -> anyhow::Result<ExitCode> {
-        anyhow::bail!("not written yet")
+    ///
+    /// # Errors
+    /// A registry that cannot be opened or read; an unknown certificate id (with
+    /// `--json`, printed as `{error, message}` on stdout instead).
+    pub async fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
+        let json = match &self {
+            Self::List(args) => args.json,
+            Self::Revoke(args) => args.json,
+        };
+        let result = async {
+            let registry = open_registry(global)?;
+            match self {
+                Self::List(args) => list(&registry, args).await,
+                Self::Revoke(args) => revoke(&registry, &global.data_dir, args).await,
+            }
+        }
+        .await;
+        match result {
+            Err(e) if json => {
+                let code = match e.downcast_ref::<RegistryError>() {
+                    Some(RegistryError::UnknownCertificate(_)) => "unknown_certificate",
+                    _ => "registry_failed",
+                };
+                let body = serde_json::json!({ "error": code, "message": format!("{e:#}") });
+                println!("{body}");
+                Ok(ExitCode::FAILURE)
+            }
+            other => other,
+        }
     }
+}
+
+fn open_registry(global: &Global) -> anyhow::Result<SqliteRegistry> {
+    global.data_dir.ensure_exists().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            global.data_dir.root().display()
+        )
+    })?;
+    Ok(SqliteRegistry::open(global.data_dir.registry_path())?)
+}
+
+async fn list(registry: &SqliteRegistry, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let filter = CertificateFilter {
+        device_id: args.device,
+        status: args.status.map(CertificateStatus::from),
+        issuer: args.issuer,
+        limit: None,
+    };
+    let certificates = registry.list_certificates(filter).await?;
+    let views: Vec<CertificateView> = certificates.iter().map(CertificateView::from).collect();
+    if args.json {
+        println!("{}", serde_json::to_string(&views)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if views.is_empty() {
+        eprintln!("no certificate matches");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<64}  {:<24}  {:<8}  {:<20}  ISSUER",
+        "CERTIFICATE ID", "DEVICE", "STATUS", "NOT AFTER"
+    );
+    for v in &views {
+        println!(
+            "{:<64}  {:<24}  {:<8}  {:<20}  {}",
+            v.certificate_id, v.device_id, v.status, v.not_after, v.issuer
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revoke(
+    registry: &SqliteRegistry,
+    data_dir: &DataDir,
+    args: RevokeArgs,
+) -> anyhow::Result<ExitCode> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let revocation = registry
+        .revoke_certificate(&args.certificate_id, args.reason, now)
+        .await?;
+    if !revocation.already_revoked {
+        // Brokers learn of it through the CRL: regenerate it now, after the commit. The
+        // revocation stands even if this fails; the operator is told how to finish.
+        match operations::regenerate_crls(data_dir, registry, now).await {
+            Ok(paths) => {
+                for path in paths {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: the revocation is recorded, but the CRL could not be regenerated ({e}); run `provisioner ca crl`"
+            ),
+        }
+    }
+    let certificate = &revocation.certificate;
+    if args.json {
+        let mut body = serde_json::to_value(CertificateView::from(certificate))?;
+        if let Some(object) = body.as_object_mut() {
+            object.insert(
+                "alreadyRevoked".into(),
+                serde_json::Value::Bool(revocation.already_revoked),
+            );
+        }
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (at, reason) = certificate
+        .revoked
+        .map(|(at, reason)| (rfc3339(at), reason.name()))
+        .unwrap_or_default();
+    if revocation.already_revoked {
+        println!(
+            "certificate {} of device {} was already revoked at {at} ({reason}); nothing changed",
+            certificate.certificate_id, certificate.device_id
+        );
+    } else {
+        println!(
+            "revoked certificate {} of device {} (serial {}, issuer {}) at {at}: {reason}",
+            certificate.certificate_id,
+            certificate.device_id,
+            certificate.serial,
+            certificate.issuer
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

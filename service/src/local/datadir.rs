@@ -77,7 +77,9 @@ impl DataDir {
     /// # Errors
     /// Any I/O error reading or writing it.
     pub fn admin_token(&self) -> io::Result<Secret> {
-        self.secret(&self.admin_token_path(), |bytes| hex::encode(bytes).into_bytes())
+        self.secret(&self.admin_token_path(), |bytes| {
+            hex::encode(bytes).into_bytes()
+        })
     }
 
     /// Replaces the admin token with a new one and returns it.
@@ -171,7 +173,10 @@ mod tests {
         assert!(!second.created);
         assert_eq!(first.bytes, second.bytes);
         assert_eq!(first.bytes.len(), 64);
-        let mode = fs::metadata(data.admin_token_path()).unwrap().permissions().mode();
+        let mode = fs::metadata(data.admin_token_path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = fs::metadata(data.root()).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700);
