@@ -161,10 +161,13 @@ pub trait DeviceRegistry: Send + Sync {
         device_id: &str,
     ) -> impl Future<Output = Result<Option<Device>, PortError>> + Send;
 
-    /// Every certificate issued to the device.
+    /// The device's certificates that the next decision needs: every ACTIVE one (the
+    /// re-issue policy), and every one issued at or after `issued_since` (the rate
+    /// limit's window; `UnixTime::MAX` for none). Bounded, however long the history.
     fn certificates_of(
         &self,
         device_id: &str,
+        issued_since: UnixTime,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send;
 
     /// One certificate by id.
@@ -254,8 +257,9 @@ impl<T: DeviceRegistry + ?Sized> DeviceRegistry for std::sync::Arc<T> {
     fn certificates_of(
         &self,
         device_id: &str,
+        issued_since: UnixTime,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send {
-        (**self).certificates_of(device_id)
+        (**self).certificates_of(device_id, issued_since)
     }
 
     fn certificate(

@@ -300,36 +300,26 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
     drop(served);
     drop(broker);
 
-    // Inside the renewal window (here: always) a request rotates the certificate.
+    // Inside the renewal window (here: always) a request rotates the certificate. Keep a
+    // copy of the superseded one to show the broker refuses it.
+    let old_dir = tmp.path().join("old");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    for file in ["cert.pem", "chain.pem", "key.pem"] {
+        let name = format!("{first}.{file}");
+        std::fs::copy(out.join(&name), old_dir.join(&name)).unwrap();
+    }
     let served = Served::start(&data, &["--renew-within-days", "365"]);
     let rotated = provision(&served.url, &fleet, first, &out);
     assert_exit(&rotated, 0);
     let second_certificate = certificate_id(&rotated);
     assert_ne!(second_certificate, first_certificate);
     assert_eq!(status_of(&data, first, &first_certificate), "REVOKED");
-    let old_dir = tmp.path().join("old");
-    std::fs::create_dir_all(&old_dir).unwrap();
-    // Keep the superseded certificate to show the broker refuses it.
-    let old = provisioner(&[
-        "certs",
-        "list",
-        "--device",
-        first,
-        "--json",
-        "--data-dir",
-        data_arg,
-    ]);
-    let old_pem = json(&old)
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["certificateId"] == first_certificate.as_str())
-        .cloned();
-    assert!(old_pem.is_some());
     drop(served);
 
-    // The broker, with the regenerated CRL, accepts the new certificate.
+    // The broker, with the regenerated CRL, refuses the superseded certificate and
+    // accepts the new one.
     let broker = Broker::start(&data, &tmp.path().join("broker2"));
+    assert_exit(&connect(&broker, &old_dir, first), 1);
     assert_exit(&connect(&broker, &out, first), 0);
 
     // Revoking it: the CRL is regenerated and the broker (restarted on it) refuses it.

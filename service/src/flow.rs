@@ -185,10 +185,15 @@ impl<B: Adapters> Provisioner<B> {
         }
         request.check_registered_key(&device.public_key)?;
 
+        let rate_window_start = if self.settings.rate_limit.per_hour == 0 {
+            UnixTime::MAX
+        } else {
+            now - IssuanceRateLimit::WINDOW_SECS
+        };
         let held = self
             .ports
             .registry
-            .certificates_of(&device.device_id)
+            .certificates_of(&device.device_id, rate_window_start)
             .await?;
         let held_view: Vec<HeldCertificate> = held
             .iter()

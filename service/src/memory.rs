@@ -43,10 +43,12 @@ impl DeviceRegistry for MemoryRegistry {
     fn certificates_of(
         &self,
         device_id: &str,
+        issued_since: UnixTime,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>, PortError>> + Send {
         let found: Vec<_> = lock(&self.certificates)
             .iter()
             .filter(|c| c.device_id == device_id)
+            .filter(|c| c.status == CertificateStatus::Active || c.issued_at >= issued_since)
             .cloned()
             .collect();
         async move { Ok(found) }

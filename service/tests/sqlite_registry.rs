@@ -160,13 +160,19 @@ async fn a_recorded_issuance_supersedes_the_previous_certificates_in_the_same_co
     assert_eq!(b.status, CertificateStatus::Active);
     assert_eq!(b.revoked, None);
     assert_eq!(b, certificate("b", "dev-1", &key, NOW + 10));
-    let all = registry.certificates_of("dev-1").await.unwrap();
+    let all = registry.certificates_of("dev-1", i64::MIN).await.unwrap();
     assert_eq!(
         all.iter()
             .map(|c| c.certificate_id.as_str())
             .collect::<Vec<_>>(),
         ["a", "b"]
     );
+    // outside the rate-limit window only the ACTIVE one is read back; inside it, both
+    let active_only = registry.certificates_of("dev-1", i64::MAX).await.unwrap();
+    assert_eq!(active_only.len(), 1);
+    assert_eq!(active_only[0].certificate_id, "b");
+    let recent = registry.certificates_of("dev-1", NOW).await.unwrap();
+    assert_eq!(recent.len(), 2);
 }
 
 #[tokio::test]
@@ -225,7 +231,14 @@ async fn an_issuance_for_an_unknown_device_is_refused_and_recording_twice_is_har
         .await
         .unwrap();
     registry.record_issuance(record, vec![], NOW).await.unwrap();
-    assert_eq!(registry.certificates_of("dev-1").await.unwrap().len(), 1);
+    assert_eq!(
+        registry
+            .certificates_of("dev-1", i64::MIN)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -786,7 +799,7 @@ fn bench_issuance_throughput() {
                 let device = format!("dev-{d}");
                 for n in 0..PER_DEVICE {
                     let found = registry.device(&device).await.unwrap().unwrap();
-                    let held = registry.certificates_of(&device).await.unwrap();
+                    let held = registry.certificates_of(&device, i64::MAX).await.unwrap();
                     let supersede = held
                         .iter()
                         .filter(|c| c.status == CertificateStatus::Active)

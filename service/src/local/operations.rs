@@ -288,6 +288,8 @@ pub async fn export_mosquitto(
 ) -> Result<MosquittoExport, LocalError> {
     fs::create_dir_all(out)?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o755))?;
+    // Absolute paths in the configuration, so mosquitto can be started from anywhere.
+    let out = &fs::canonicalize(out)?;
     let crls = regenerate_crls(data_dir, registry, now).await?;
     let ca_dir = data_dir.ca_dir();
     let current = LocalAuthority::load(&ca_dir)?;

@@ -1230,14 +1230,22 @@ impl DeviceRegistry for SqliteRegistry {
         Ok(device)
     }
 
-    async fn certificates_of(&self, device_id: &str) -> Result<Vec<CertificateRecord>, PortError> {
+    async fn certificates_of(
+        &self,
+        device_id: &str,
+        issued_since: UnixTime,
+    ) -> Result<Vec<CertificateRecord>, PortError> {
         let id = device_id.to_owned();
         let certificates = self.read_now(move |c| {
             let mut statement = c.prepare_cached(&format!(
-                "SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE device_id = ?1
+                "SELECT {CERTIFICATE_COLUMNS} FROM certificates
+                     WHERE device_id = ?1 AND (status = 'ACTIVE' OR issued_at >= ?2)
                      ORDER BY issued_at, certificate_id"
             ))?;
-            let rows = statement.query_map([id], StoredCertificate::from_row)?;
+            let rows = statement.query_map(
+                rusqlite::params![id, issued_since],
+                StoredCertificate::from_row,
+            )?;
             let mut keys = KeyMemo::default();
             rows.map(|row| row?.into_record(&mut keys)).collect()
         })?;
