@@ -77,9 +77,6 @@ fn main() -> ExitCode {
     let global = Global {
         data_dir: DataDir::new(cli.data_dir),
     };
-    if let Command::Csr(command) = cli.command {
-        return command.run();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +94,7 @@ fn main() -> ExitCode {
             Command::Ca(command) => command.run(&global).await,
             Command::Certs(command) => command.run(&global).await,
             Command::Device(command) => command.run(&global).await,
-            Command::Csr(_) => unreachable!("handled above"),
+            Command::Csr(command) => Ok(command.run()),
         }
     });
     match result {

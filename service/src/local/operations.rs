@@ -10,7 +10,7 @@ use provisioner_core::{RevocationReason, UnixTime};
 
 use super::authority::{LocalAuthority, RevokedEntry};
 use super::datadir::{write_secret_replacing, DataDir};
-use super::registry::{CaState, SqliteRegistry};
+use super::registry::{CaState, RotationJob, SqliteRegistry};
 use super::LocalError;
 
 /// How long a CRL stays current; brokers need a fresh one before then.
@@ -164,26 +164,10 @@ pub async fn rotate_ca(
         None => {
             record_current_ca(data_dir, registry, now).await?;
             let report = LocalAuthority::rotate(&ca_dir, now)?;
-            switch_recorded_ca(data_dir, registry, &report.old_id, &report.new_id, now).await?
+            switch_recorded_ca(registry, &report.old_id, &report.new_id, now).await?
         }
     };
-    cascade(
-        registry,
-        job.id,
-        &job.old_ca,
-        job.revoked_count,
-        now,
-        &mut progress,
-    )
-    .await?;
-    let finished = registry.finish_rotation(job.id, now).await?;
-    regenerate_crls(data_dir, registry, now).await?;
-    Ok(RotationOutcome {
-        old_ca: finished.old_ca,
-        new_ca: finished.new_ca,
-        revoked: finished.revoked_count,
-        resumed,
-    })
+    finish_cascade(data_dir, registry, job, resumed, now, &mut progress).await
 }
 
 /// After a new intermediate was installed by other means (`ca import-cert` after a
@@ -199,14 +183,27 @@ pub async fn complete_rotation(
     mut progress: impl FnMut(u64),
 ) -> Result<RotationOutcome, LocalError> {
     let new_id = LocalAuthority::load(&data_dir.ca_dir())?.id().to_owned();
-    let job = switch_recorded_ca(data_dir, registry, old_id, &new_id, now).await?;
+    let job = switch_recorded_ca(registry, old_id, &new_id, now).await?;
+    finish_cascade(data_dir, registry, job, false, now, &mut progress).await
+}
+
+/// Revokes what the old CA issued, closes the job, and regenerates every CRL.
+async fn finish_cascade(
+    data_dir: &DataDir,
+    registry: &SqliteRegistry,
+    job: RotationJob,
+    resumed: bool,
+    now: UnixTime,
+    progress: &mut impl FnMut(u64),
+) -> Result<RotationOutcome, LocalError> {
+    record_ca_states(data_dir, registry, &job, now).await?;
     cascade(
         registry,
         job.id,
-        old_id,
+        &job.old_ca,
         job.revoked_count,
         now,
-        &mut progress,
+        progress,
     )
     .await?;
     let finished = registry.finish_rotation(job.id, now).await?;
@@ -215,29 +212,39 @@ pub async fn complete_rotation(
         old_ca: finished.old_ca,
         new_ca: finished.new_ca,
         revoked: finished.revoked_count,
-        resumed: false,
+        resumed,
     })
 }
 
+/// Starts (or finds) the rotation job from `old_id` to `new_id`. The job is written
+/// first: if the process stops after this, the next call resumes the cascade.
 async fn switch_recorded_ca(
-    data_dir: &DataDir,
     registry: &SqliteRegistry,
     old_id: &str,
     new_id: &str,
     now: UnixTime,
-) -> Result<super::registry::RotationJob, LocalError> {
+) -> Result<RotationJob, LocalError> {
+    Ok(registry.start_rotation(old_id, new_id, now).await?)
+}
+
+/// Records the new CA as current and the old one as revoked (idempotent, so a resumed
+/// rotation repeats it safely).
+async fn record_ca_states(
+    data_dir: &DataDir,
+    registry: &SqliteRegistry,
+    job: &RotationJob,
+    now: UnixTime,
+) -> Result<(), LocalError> {
     let ca_dir = data_dir.ca_dir();
-    let new = LocalAuthority::load_id(&ca_dir, new_id)?;
-    let old = LocalAuthority::load_id(&ca_dir, old_id)?;
-    // Start the job first: if we stop after this, the next call resumes the cascade.
-    let job = registry.start_rotation(old_id, new_id, now).await?;
+    let new = LocalAuthority::load_id(&ca_dir, &job.new_ca)?;
+    let old = LocalAuthority::load_id(&ca_dir, &job.old_ca)?;
     registry
-        .record_ca(new_id, new.certificate_pem(), CaState::Current, now)
+        .record_ca(&job.new_ca, new.certificate_pem(), CaState::Current, now)
         .await?;
     registry
-        .record_ca(old_id, old.certificate_pem(), CaState::Revoked, now)
+        .record_ca(&job.old_ca, old.certificate_pem(), CaState::Revoked, now)
         .await?;
-    Ok(job)
+    Ok(())
 }
 
 async fn cascade(
