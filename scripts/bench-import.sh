@@ -22,7 +22,7 @@ fi
 mkdir -p "$WORK"
 
 cargo build --release -q -p provisioner
-BIN=$ROOT/target/release/provisioner
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/provisioner
 
 keys=$WORK/keys.txt
 : >"$keys"
