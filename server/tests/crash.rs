@@ -28,7 +28,8 @@ fn header(fleet: &std::path::Path, id: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_loses_no_certificate_a_client_received_and_keeps_its_database_intact() {
+async fn a_killed_server_loses_no_certificate_or_audit_record_a_client_received_and_keeps_its_database_intact(
+) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let fleet = tmp.path().join("fleet");
@@ -158,6 +159,20 @@ async fn a_killed_server_loses_no_certificate_a_client_received_and_keeps_its_da
             missing.push(id.clone());
         }
     }
+    // Every allow was audited before its answer left: each received certificate has one.
+    let audited: std::collections::HashSet<String> = registry
+        .audit_since(0, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.event.decision == "allow")
+        .filter_map(|entry| entry.event.certificate_id)
+        .collect();
+    let unaudited = received.iter().filter(|id| !audited.contains(*id)).count();
+    assert_eq!(
+        unaudited, 0,
+        "received certificates without an allow in the audit log"
+    );
     assert!(
         missing.is_empty(),
         "{} of {} received certificates are not in the registry",

@@ -146,27 +146,44 @@ impl<B: Adapters> Provisioner<B> {
         }
         let mut device_id = None;
         let mut fingerprint = None;
-        let result = self
+        let decided = self
             .decide(header, now, &mut device_id, &mut fingerprint)
             .await;
-        if let (Err(FlowError::Refused(_)), Some(address)) = (&result, remote_addr) {
-            self.failures.record(address, now);
+        match decided {
+            Ok((certificate, returned_existing)) => {
+                // Registration (idempotent: it also heals one that failed after an earlier
+                // record) and the audit record are awaited together, so they share a
+                // group commit instead of waiting for two.
+                let outcome = Ok((returned_existing, certificate.certificate_id.as_str()));
+                let (registered, ()) = tokio::join!(
+                    self.ports
+                        .things
+                        .register(&certificate.device_id, &certificate),
+                    self.audit(now, device_id, remote_addr, fingerprint, outcome),
+                );
+                registered?;
+                self.answer(certificate, returned_existing).await
+            }
+            Err(error) => {
+                if let (FlowError::Refused(_), Some(address)) = (&error, remote_addr) {
+                    self.failures.record(address, now);
+                }
+                self.audit(now, device_id, remote_addr, fingerprint, Err(&error))
+                    .await;
+                Err(error)
+            }
         }
-        let outcome = result
-            .as_ref()
-            .map(|p| (p.returned_existing, p.certificate_id.as_str()));
-        self.audit(now, device_id, remote_addr, fingerprint, outcome)
-            .await;
-        result
     }
 
+    /// Everything up to a recorded certificate: the one to return, and whether it is the
+    /// device's current one returned unchanged.
     async fn decide(
         &self,
         header: Option<&str>,
         now: UnixTime,
         device_id: &mut Option<String>,
         fingerprint: &mut Option<String>,
-    ) -> Result<Provisioned, FlowError> {
+    ) -> Result<(CertificateRecord, bool), FlowError> {
         let request = self
             .verifier
             .verify_header(header.unwrap_or(""))
@@ -217,12 +234,7 @@ impl<B: Adapters> Provisioner<B> {
                         .ok_or_else(|| {
                             PortError::Internal("the returned certificate vanished".into())
                         })?;
-                    // Idempotent: heals a registration that failed after the record was written.
-                    self.ports
-                        .things
-                        .register(&device.device_id, &existing)
-                        .await?;
-                    return self.answer(existing, true).await;
+                    return Ok((existing, true));
                 }
                 ReissueDecision::IssueNew { supersede } => {
                     let issued_at: Vec<UnixTime> = held.iter().map(|c| c.issued_at).collect();
@@ -253,14 +265,10 @@ impl<B: Adapters> Provisioner<B> {
                         .registry
                         .record_issuance(record.clone(), supersede, now)
                         .await?;
-                    self.ports
-                        .things
-                        .register(&device.device_id, &record)
-                        .await?;
                     record
                 }
             };
-        self.answer(certificate, false).await
+        Ok((certificate, false))
     }
 
     async fn answer(

@@ -8,9 +8,9 @@
 //!
 //! # Concurrency and durability
 //!
-//! - The database is in WAL mode with `synchronous=NORMAL` (the default; see
-//!   [`RegistryOptions::synchronous_full`]): a commit survives a crash of the process,
-//!   and is made durable against power loss at the next checkpoint.
+//! - The database is in WAL mode with `synchronous=FULL` (the default; see
+//!   [`RegistryOptions::synchronous_full`]): a commit survives a crash of the process
+//!   and a power loss; group commit makes that one fsync per batch.
 //! - **One writer thread** owns the write connection. Writes are sent to it over a
 //!   channel and **group-committed**: it takes whatever is queued (up to
 //!   [`RegistryOptions::max_batch`]), runs each request in its own savepoint inside one
@@ -22,11 +22,8 @@
 //!   request path's indexed point lookups ([`DeviceRegistry`]'s reads) run on the calling
 //!   task: they take microseconds, less than a round trip to a blocking thread. Scans
 //!   (listings, CRL entries, the audit log) run on tokio's blocking threads.
-//! - **Audit events** go through the same writer but [`AuditLog::record`] returns as soon
-//!   as the event is queued: it is committed with the next batch (normally within
-//!   milliseconds), so logging never adds a commit to a request's latency. Events still
-//!   queued when the process is killed are lost; [`SqliteRegistry::flush`] waits for them,
-//!   and dropping the last handle commits them before the writer thread exits.
+//! - **Audit events** go through the same writer, and [`AuditLog::record`] returns once
+//!   the batch holding the event has committed: no allow or deny is lost to a crash.
 //! - A manifest [import](SqliteRegistry::import) runs as **one transaction** on its own
 //!   connection: all or nothing. While it runs, the writer waits for the lock up to
 //!   [`RegistryOptions::busy_timeout`] and then answers
@@ -368,6 +365,55 @@ pub struct CaRecord {
     pub created_at: UnixTime,
     /// When it was revoked.
     pub revoked_at: Option<UnixTime>,
+}
+
+/// A device as the registry records it, with where and when it was imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The device id.
+    pub device_id: String,
+    /// The key from the manufacturer's manifest.
+    pub public_key: DeviceKey,
+    /// Disabled devices get nothing.
+    pub enabled: bool,
+    /// The manifest it was last imported from (its file name).
+    pub source_manifest: Option<String>,
+    /// When it was imported (or its key last replaced).
+    pub imported_at: UnixTime,
+}
+
+/// Which devices [`SqliteRegistry::list_devices`] returns: one page, by device id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Only ids that start with this (byte-wise, case-sensitive).
+    pub prefix: Option<String>,
+    /// Only enabled (`Some(true)`) or disabled (`Some(false)`) devices.
+    pub enabled: Option<bool>,
+    /// Only ids after this one: the last id of the previous page.
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Where a page of [`SqliteRegistry::certificates_newest_first`] starts: the position of
+/// the last certificate of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePosition {
+    /// Its issue time.
+    pub issued_at: UnixTime,
+    /// Its id (orders certificates issued in the same second).
+    pub certificate_id: String,
+}
+
+/// How many allow and deny decisions the audit log holds for one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourlyDecisions {
+    /// The start of the hour (Unix seconds, a multiple of 3600).
+    pub hour: UnixTime,
+    /// Decisions that gave a certificate.
+    pub allow: u64,
+    /// Refusals.
+    pub deny: u64,
 }
 
 /// A thing of the local thing registry.
@@ -738,6 +784,69 @@ impl SqliteRegistry {
         .await
     }
 
+    /// One page of devices, by id: those matching `query`, after `query.after`, at most
+    /// `query.limit`.
+    ///
+    /// # Errors
+    /// Database failures; [`RegistryError::Corrupt`] for an unreadable stored key.
+    pub async fn list_devices(
+        &self,
+        query: DeviceQuery,
+    ) -> Result<Vec<DeviceRecord>, RegistryError> {
+        self.read(move |c| {
+            let mut conditions = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(prefix) = query.prefix.filter(|p| !p.is_empty()) {
+                // A range, so the primary key index finds the first match and stops after
+                // the last: every id with the prefix sorts below prefix + U+10FFFF.
+                values.push(format!("{prefix}\u{10FFFF}").into());
+                conditions.push(format!("device_id < ?{}", values.len()));
+                values.push(prefix.into());
+                conditions.push(format!("device_id >= ?{}", values.len()));
+            }
+            if let Some(enabled) = query.enabled {
+                values.push(i64::from(enabled).into());
+                conditions.push(format!("enabled = ?{}", values.len()));
+            }
+            if let Some(after) = query.after {
+                values.push(after.into());
+                conditions.push(format!("device_id > ?{}", values.len()));
+            }
+            values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+            let limit = values.len();
+            let mut sql = format!("SELECT {DEVICE_COLUMNS} FROM devices");
+            if !conditions.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conditions.join(" AND "));
+            }
+            sql.push_str(&format!(" ORDER BY device_id LIMIT ?{limit}"));
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(values), device_from_row)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    /// One device with where and when it was imported.
+    ///
+    /// # Errors
+    /// Database failures; [`RegistryError::Corrupt`] for an unreadable stored key.
+    pub async fn device_record(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, RegistryError> {
+        let id = device_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"
+            ))?
+            .query_row([id], device_from_row)
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
     // --- certificates ---------------------------------------------------------
 
     /// The certificates that match `filter`, oldest first.
@@ -773,6 +882,62 @@ impl SqliteRegistry {
                 sql.push_str(&format!(" LIMIT {limit}"));
             }
             let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map(
+                rusqlite::params_from_iter(values),
+                StoredCertificate::from_row,
+            )?;
+            let mut keys = KeyMemo::default();
+            rows.map(|row| row?.into_record(&mut keys)).collect()
+        })
+        .await
+    }
+
+    /// One page of the certificates that match `filter`, newest first (by issue time,
+    /// then id): those after `before` (the last of the previous page), at most
+    /// `filter.limit` (all when `None`).
+    ///
+    /// # Errors
+    /// Database failures; [`RegistryError::Corrupt`] for an unreadable stored value.
+    pub async fn certificates_newest_first(
+        &self,
+        filter: CertificateFilter,
+        before: Option<CertificatePosition>,
+    ) -> Result<Vec<CertificateRecord>, RegistryError> {
+        self.read(move |c| {
+            let mut conditions = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(device) = filter.device_id {
+                values.push(device.into());
+                conditions.push(format!("device_id = ?{}", values.len()));
+            }
+            if let Some(status) = filter.status {
+                values.push(status_name(status).to_owned().into());
+                conditions.push(format!("status = ?{}", values.len()));
+            }
+            if let Some(issuer) = filter.issuer {
+                values.push(issuer.into());
+                conditions.push(format!("issuer = ?{}", values.len()));
+            }
+            if let Some(position) = before {
+                values.push(position.issued_at.into());
+                let at = values.len();
+                values.push(position.certificate_id.into());
+                let id = values.len();
+                conditions.push(format!(
+                    "(issued_at < ?{at} OR (issued_at = ?{at} AND certificate_id < ?{id}))"
+                ));
+            }
+            let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates");
+            if !conditions.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conditions.join(" AND "));
+            }
+            sql.push_str(" ORDER BY issued_at DESC, certificate_id DESC");
+            if let Some(limit) = filter.limit {
+                values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+                sql.push_str(&format!(" LIMIT ?{}", values.len()));
+            }
+            let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(
                 rusqlite::params_from_iter(values),
                 StoredCertificate::from_row,
@@ -1053,6 +1218,21 @@ impl SqliteRegistry {
         .await
     }
 
+    /// The latest rotation job, finished or not.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn last_rotation(&self) -> Result<Option<RotationJob>, RegistryError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ROTATION_COLUMNS} FROM rotation_jobs ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([], rotation_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
     // --- things and audit -----------------------------------------------------
 
     /// A thing of the local thing registry, with its principals.
@@ -1097,32 +1277,73 @@ impl SqliteRegistry {
     ) -> Result<Vec<AuditEntry>, RegistryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT id, at, device_id, decision, code, remote_addr, fingerprint, certificate_id
-                 FROM audit WHERE at >= ?1 ORDER BY at, id LIMIT ?2",
-            )?;
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= ?1 ORDER BY at, id LIMIT ?2"
+            ))?;
             let entries = statement
-                .query_map(params![since, limit], |row| {
-                    let decision: String = row.get(3)?;
-                    Ok(AuditEntry {
-                        id: row.get(0)?,
-                        event: AuditEvent {
-                            at: row.get(1)?,
-                            device_id: row.get(2)?,
-                            decision: match decision.as_str() {
-                                "allow" => "allow",
-                                "deny" => "deny",
-                                _ => "unknown",
-                            },
-                            code: row.get(4)?,
-                            remote_addr: row.get(5)?,
-                            fingerprint: row.get(6)?,
-                            certificate_id: row.get(7)?,
-                        },
+                .query_map(params![since, limit], audit_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// One page of the audit log, newest first: events before the one with id `before`
+    /// (the last of the previous page), of `device_id` only when given, at most `limit`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn audit_newest_first(
+        &self,
+        before: Option<i64>,
+        device_id: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, RegistryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit
+                 WHERE id < ?1 AND (?2 IS NULL OR device_id = ?2)
+                 ORDER BY id DESC LIMIT ?3"
+            ))?;
+            let entries = statement
+                .query_map(
+                    params![before.unwrap_or(i64::MAX), device_id, limit],
+                    audit_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// Allow and deny decisions per hour, for events at or after `since` and before
+    /// `until`, oldest hour first; hours without events are left out.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn decisions_per_hour(
+        &self,
+        since: UnixTime,
+        until: UnixTime,
+    ) -> Result<Vec<HourlyDecisions>, RegistryError> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT at - (at % 3600) AS hour,
+                        sum(decision = 'allow'), sum(decision = 'deny')
+                 FROM audit WHERE at >= ?1 AND at < ?2
+                 GROUP BY hour ORDER BY hour",
+            )?;
+            let hours = statement
+                .query_map(params![since, until], |row| {
+                    Ok(HourlyDecisions {
+                        hour: row.get(0)?,
+                        allow: row.get(1)?,
+                        deny: row.get(2)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(entries)
+            Ok(hours)
         })
         .await
     }
@@ -1312,16 +1533,29 @@ impl ThingRegistry for SqliteRegistry {
 }
 
 impl AuditLog for SqliteRegistry {
-    /// Queues the event for the next commit and returns without waiting for it (see the
-    /// module docs). A failure to write it is logged.
+    /// Writes the event in the next group commit and returns once it is committed: an
+    /// allow or deny is never lost, even if the process is killed right after.
     ///
     /// # Errors
-    /// [`PortError::Internal`] only when the writer has stopped.
+    /// [`PortError`] when the write fails or the writer has stopped.
     async fn record(&self, event: AuditEvent) -> Result<(), PortError> {
-        self.inner.submit(Box::new(AuditJob {
-            event,
-            result: None,
-        }))?;
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO audit (at, device_id, decision, code, remote_addr, fingerprint, certificate_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event.at,
+                event.device_id,
+                event.decision,
+                event.code,
+                event.remote_addr,
+                event.fingerprint,
+                event.certificate_id
+            ])?;
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 }
@@ -1370,46 +1604,6 @@ where
         };
         // The caller may have given up waiting: nothing to do then.
         let _ = self.reply.send(answer);
-    }
-}
-
-/// An audit event: nobody waits for it, so failures are logged.
-#[derive(Debug)]
-struct AuditJob {
-    event: AuditEvent,
-    result: Option<Result<(), RegistryError>>,
-}
-
-impl WriteJob for AuditJob {
-    fn apply(&mut self, connection: &Connection) {
-        let e = &self.event;
-        self.result = Some(in_savepoint(connection, |c| {
-            c.prepare_cached(
-                "INSERT INTO audit (at, device_id, decision, code, remote_addr, fingerprint, certificate_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                e.at,
-                e.device_id,
-                e.decision,
-                e.code,
-                e.remote_addr,
-                e.fingerprint,
-                e.certificate_id
-            ])?;
-            Ok(())
-        }));
-    }
-
-    fn finish(self: Box<Self>, batch: Result<(), &RegistryError>) {
-        let failure = match (batch, &self.result) {
-            (Err(e), _) => Some(e.to_string()),
-            (Ok(()), Some(Err(e))) => Some(e.to_string()),
-            _ => None,
-        };
-        if let Some(failure) = failure {
-            tracing::error!(event = ?self.event, "an audit event was not recorded: {failure}");
-        }
     }
 }
 
@@ -1702,6 +1896,49 @@ fn query_certificate(c: &Connection, id: &str) -> Result<Option<CertificateRecor
     .optional()?
     .map(|row| row.into_record(&mut KeyMemo::default()))
     .transpose()
+}
+
+const DEVICE_COLUMNS: &str = "device_id, public_key, enabled, source_manifest, imported_at";
+
+/// Reads a row selected with [`DEVICE_COLUMNS`]; the key is interpreted by the caller's
+/// `?` (the outer result is SQLite's, the inner one the stored key's).
+fn device_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<DeviceRecord, RegistryError>> {
+    let key: String = row.get(1)?;
+    let (device_id, enabled, source_manifest, imported_at) =
+        (row.get(0)?, row.get(2)?, row.get(3)?, row.get(4)?);
+    Ok(parse_stored_key(&key).map(|public_key| DeviceRecord {
+        device_id,
+        public_key,
+        enabled,
+        source_manifest,
+        imported_at,
+    }))
+}
+
+const AUDIT_COLUMNS: &str =
+    "id, at, device_id, decision, code, remote_addr, fingerprint, certificate_id";
+
+/// Reads a row selected with [`AUDIT_COLUMNS`].
+fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let decision: String = row.get(3)?;
+    Ok(AuditEntry {
+        id: row.get(0)?,
+        event: AuditEvent {
+            at: row.get(1)?,
+            device_id: row.get(2)?,
+            decision: match decision.as_str() {
+                "allow" => "allow",
+                "deny" => "deny",
+                _ => "unknown",
+            },
+            code: row.get(4)?,
+            remote_addr: row.get(5)?,
+            fingerprint: row.get(6)?,
+            certificate_id: row.get(7)?,
+        },
+    })
 }
 
 const ROTATION_COLUMNS: &str = "id, old_ca, new_ca, started_at, finished_at, revoked_count";
