@@ -31,6 +31,7 @@ step "wasm tests with P-384 in Node" cargo test -p provisioner-verifier-wasm --f
 step "wasm-pack test --headless --chrome" wasm-pack test --headless --chrome verifier-wasm
 step "build wasm packages (size budget)" bash scripts/build-wasm.sh
 step "built package tests in Node" node --test verifier-wasm/js/
+step "edge function (Lambda@Edge) tests" bash scripts/test-edge.sh
 if (( FUZZ_SECONDS > 0 )); then
   step "fuzz header_to_decision (${FUZZ_SECONDS}s)" bash scripts/fuzz.sh "$FUZZ_SECONDS"
 fi
