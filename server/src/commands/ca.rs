@@ -40,7 +40,7 @@ pub enum CaCommand {
     /// Regenerate every CA's CRL from the registry and print the issuing CA's (PEM).
     ///
     /// Each CRL lists every revocation recorded before it was read; the files are
-    /// DATA_DIR/ca/issuing/<id>/crl.pem and DATA_DIR/ca/root.crl.pem.
+    /// DATA_DIR/ca/issuing/ID/crl.pem and DATA_DIR/ca/root.crl.pem.
     Crl,
     /// Rotate the issuing CA and revoke, in batches, every certificate the old one issued.
     ///
@@ -89,7 +89,7 @@ struct Rotated {
 /// Arguments of `provisioner ca init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Write only the issuing CA's key and a CSR (DATA_DIR/ca/issuing/<id>/csr.pem) for
+    /// Write only the issuing CA's key and a CSR (DATA_DIR/ca/issuing/ID/csr.pem) for
     /// an external parent CA to sign; prints the CSR's path and how to sign it.
     #[arg(long)]
     csr_only: bool,
