@@ -24,6 +24,7 @@ step "cargo fmt --check" cargo fmt --all --check
 step "clippy (native)" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (wasm32)" cargo clippy -p provisioner-verifier-wasm "${WASM[@]}" --all-targets --locked -- -D warnings
 step "clippy (core without p384)" cargo clippy -p provisioner-core --no-default-features --all-targets --locked -- -D warnings
+step "docs (warnings are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "native tests" cargo test --workspace --all-targets --locked
 step "wasm tests in Node" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test node --locked
 step "wasm tests in headless Chromium" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test browser --locked
