@@ -56,6 +56,9 @@ enum Command {
     /// Work with certificate signing requests.
     #[command(subcommand)]
     Csr(commands::csr::CsrCommand),
+    /// The admin API's credentials: print or rotate its bearer token.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
 }
 
 fn init_logging(json: bool) {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             Command::Certs(command) => command.run(&global).await,
             Command::Device(command) => command.run(&global).await,
             Command::Csr(command) => Ok(command.run()),
+            Command::Admin(command) => command.run(&global).await,
         }
     });
     match result {

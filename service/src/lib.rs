@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "local")]
+pub mod admin;
 pub mod api;
 pub mod flow;
 pub mod latent;

@@ -9,8 +9,8 @@ use provisioner_core::{
     ManifestReader, ManifestSigners, RevocationReason, ThingRegistry,
 };
 use provisioner_service::local::registry::{
-    CaState, CertificateFilter, ImportItem, ImportOptions, ImportSummary, RegistryError,
-    SqliteRegistry, DEVICE_POLICY, SCHEMA_VERSION,
+    CaState, CertificateFilter, CertificatePosition, DeviceQuery, HourlyDecisions, ImportItem,
+    ImportOptions, ImportSummary, RegistryError, SqliteRegistry, DEVICE_POLICY, SCHEMA_VERSION,
 };
 
 const NOW: i64 = 1_800_000_000;
@@ -763,6 +763,182 @@ async fn a_write_blocked_by_an_import_in_progress_is_unavailable_not_lost() {
     assert!(matches!(error, PortError::Unavailable { .. }), "{error:?}");
     blocker.execute_batch("ROLLBACK").unwrap();
     registry.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn devices_are_listed_by_id_in_pages_with_prefix_and_status_filters() {
+    // given five devices, one of them disabled
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path());
+    let csv: String = ["a-1", "b-1", "b-2", "b-3", "bb"]
+        .iter()
+        .map(|id| format!("{id},{}\n", new_key()))
+        .collect();
+    assert!(import_csv(&registry, "m.csv", &csv, options()).written);
+    registry.set_device_enabled("b-2", false).await.unwrap();
+    let ids = |query: DeviceQuery| {
+        let registry = registry.clone();
+        async move {
+            registry
+                .list_devices(query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.device_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let page = |prefix: Option<&str>, enabled, after: Option<&str>, limit| DeviceQuery {
+        prefix: prefix.map(str::to_owned),
+        enabled,
+        after: after.map(str::to_owned),
+        limit,
+    };
+
+    // then pages follow one another by id, without gaps or repeats
+    assert_eq!(ids(page(None, None, None, 2)).await, ["a-1", "b-1"]);
+    assert_eq!(ids(page(None, None, Some("b-1"), 2)).await, ["b-2", "b-3"]);
+    assert_eq!(ids(page(None, None, Some("b-3"), 2)).await, ["bb"]);
+    assert!(ids(page(None, None, Some("bb"), 2)).await.is_empty());
+    // and the filters combine with them
+    assert_eq!(
+        ids(page(Some("b-"), None, None, 10)).await,
+        ["b-1", "b-2", "b-3"]
+    );
+    assert_eq!(
+        ids(page(Some("b"), Some(true), Some("b-1"), 10)).await,
+        ["b-3", "bb"]
+    );
+    assert_eq!(ids(page(None, Some(false), None, 10)).await, ["b-2"]);
+    assert!(ids(page(Some("c"), None, None, 10)).await.is_empty());
+
+    // and one device reads back with where it came from
+    let record = registry.device_record("b-2").await.unwrap().unwrap();
+    assert!(!record.enabled);
+    assert_eq!(record.source_manifest.as_deref(), Some("m.csv"));
+    assert_eq!(record.imported_at, NOW);
+    assert!(registry.device_record("zz").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn certificates_are_paged_newest_first() {
+    // given four certificates, two issued in the same second
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, key) = registry_with_device(dir.path());
+    for (id, at) in [("a", NOW), ("b", NOW + 1), ("c", NOW + 1), ("d", NOW + 2)] {
+        registry
+            .record_issuance(certificate(id, "dev-1", &key, at), vec![], at)
+            .await
+            .unwrap();
+    }
+    let page = |before: Option<(i64, &str)>| {
+        let registry = registry.clone();
+        let before = before.map(|(issued_at, id)| CertificatePosition {
+            issued_at,
+            certificate_id: id.to_owned(),
+        });
+        async move {
+            let filter = CertificateFilter {
+                device_id: Some("dev-1".into()),
+                limit: Some(3),
+                ..CertificateFilter::default()
+            };
+            registry
+                .certificates_newest_first(filter, before)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.certificate_id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    assert_eq!(page(None).await, ["d", "c", "b"]);
+    assert_eq!(page(Some((NOW + 1, "b"))).await, ["a"]);
+    assert_eq!(page(Some((NOW + 1, "c"))).await, ["b", "a"]);
+}
+
+#[tokio::test]
+async fn the_audit_log_is_paged_newest_first_and_counted_per_hour() {
+    // given allows and denies over three hours, for two devices
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path());
+    let hour = NOW - NOW % 3600;
+    let events = [
+        (hour - 1, "allow", "dev-1"),
+        (hour, "allow", "dev-1"),
+        (hour + 10, "deny", "dev-2"),
+        (hour + 3599, "deny", "dev-1"),
+        (hour + 7200, "allow", "dev-2"),
+    ];
+    for (at, decision, device) in events {
+        registry
+            .record(AuditEvent {
+                at,
+                device_id: Some(device.into()),
+                decision,
+                code: "x".into(),
+                remote_addr: None,
+                fingerprint: None,
+                certificate_id: None,
+            })
+            .await
+            .unwrap();
+    }
+    registry.flush().await.unwrap();
+
+    // then pages go from the newest back
+    let first = registry.audit_newest_first(None, None, 3).await.unwrap();
+    let ats: Vec<i64> = first.iter().map(|e| e.event.at).collect();
+    assert_eq!(ats, [hour + 7200, hour + 3599, hour + 10]);
+    let rest = registry
+        .audit_newest_first(Some(first[2].id), None, 3)
+        .await
+        .unwrap();
+    let ats: Vec<i64> = rest.iter().map(|e| e.event.at).collect();
+    assert_eq!(ats, [hour, hour - 1]);
+    let of_dev_2 = registry
+        .audit_newest_first(None, Some("dev-2".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(of_dev_2.len(), 2);
+
+    // and the hourly counts cover [since, until) only, empty hours left out
+    let counts = registry
+        .decisions_per_hour(hour, hour + 3 * 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        [
+            HourlyDecisions {
+                hour,
+                allow: 1,
+                deny: 2
+            },
+            HourlyDecisions {
+                hour: hour + 7200,
+                allow: 1,
+                deny: 0
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_last_rotation_is_found_finished_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path());
+    assert!(registry.last_rotation().await.unwrap().is_none());
+    let first = registry.start_rotation("ca-1", "ca-2", NOW).await.unwrap();
+    registry.finish_rotation(first.id, NOW + 1).await.unwrap();
+    let second = registry
+        .start_rotation("ca-2", "ca-3", NOW + 2)
+        .await
+        .unwrap();
+    let last = registry.last_rotation().await.unwrap().unwrap();
+    assert_eq!(last.id, second.id);
+    assert_eq!(last.finished_at, None);
 }
 
 /// The registry's share of an issuance, at the concurrency the service sees: per request

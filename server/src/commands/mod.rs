@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
+pub mod admin;
 pub mod ca;
 pub mod certs;
 pub mod csr;

@@ -1,4 +1,6 @@
-//! `provisioner serve`: the provisioning service on the local adapters.
+//! `provisioner serve`: the provisioning service on the local adapters: the device API,
+//! the admin API under `/admin/api` (bearer token: `provisioner admin token`), and the
+//! dashboard's page at `/`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
+use provisioner_service::admin::{self, AdminContext};
 use provisioner_service::api::{router, DeviceApi};
 use provisioner_service::flow::{FlowSettings, Provisioner};
 use provisioner_service::latent::UrlSigner;
@@ -91,6 +94,7 @@ impl ServeArgs {
             endpoint: self.mqtt_endpoint,
         };
         let ports = LocalAdapters::open(data_dir)?;
+        let admin = AdminContext::new(ports.registry.clone(), data_dir.clone());
         let url_key = data_dir.url_signing_key()?.bytes;
         let api = DeviceApi::<LocalAdapters> {
             provisioner: Provisioner::new(ports, settings),
@@ -98,8 +102,12 @@ impl ServeArgs {
                 .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
             public_url: format!("http://{address}"),
         };
-        let app = router(Arc::new(api)).into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(%address, "serving");
+        // The device API as it was, plus the admin API under /admin/api (bearer token)
+        // and the dashboard's page at /.
+        let app = router(Arc::new(api))
+            .merge(admin::router(Arc::new(admin)))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
