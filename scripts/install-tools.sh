@@ -41,6 +41,8 @@ BINARYEN_NPM_VERSION=132.0.0
 # takes the newest that `cargo install --locked` resolves).
 WASM_PACK_VERSION=${WASM_PACK_VERSION:-}
 CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-}
+# moto's server (AWS adapters' tests), in a venv: $PROVISIONER_CACHE/venv/bin/moto_server.
+MOTO_SPEC='moto[server]==5.*'
 
 # The wasm-bindgen CLI must equal the `wasm-bindgen` crate version in Cargo.lock.
 wasm_bindgen_version() {
@@ -175,6 +177,23 @@ ensure_npm() {
     npm_install "$pkg@$want"
 }
 
+# --- pip (in a venv under the cache) ---------------------------------------------
+VENV="$PROVISIONER_CACHE/venv"
+# moto_version -> the installed moto's version, only if it is 5.x and its server runs
+moto_version() {
+  [[ -x $VENV/bin/moto_server ]] || return 1
+  local v
+  v=$("$VENV/bin/python" -c 'import moto; print(moto.__version__)') || return 1
+  [[ $v == 5.* ]] && echo "$v"
+}
+# venv_pip_install SPEC... (creates the venv first if needed)
+venv_pip_install() {
+  if [[ ! -x $VENV/bin/python ]]; then
+    python3 -m venv "$VENV" || return
+  fi
+  "$VENV/bin/python" -m pip install --quiet "$@"
+}
+
 # --- rustup ---------------------------------------------------------------------
 rustc_version() { first_version "$(rustc --version)"; }
 has_target() { rustup target list --installed | grep -qx "$1" && rustc_version; }
@@ -210,6 +229,7 @@ ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
 #   ensure_cargo trunk trunk "$TRUNK_VERSION" trunk --locked
 #   ensure moto "$MOTO_VERSION" "<print installed version>" <install command...>
 ensure_apt   mosquitto mosquitto mosquitto-clients
+ensure moto any moto_version venv_pip_install "$MOTO_SPEC"
 # --------------------------------------------------------------------------------------
 
 # Sanity: the wasm-opt first on PATH must be ours (wasm-pack/trunk take the first one).

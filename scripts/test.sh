@@ -26,6 +26,7 @@ step "clippy (wasm32)" cargo clippy -p provisioner-verifier-wasm "${WASM[@]}" --
 step "clippy (core without p384)" cargo clippy -p provisioner-core --no-default-features --all-targets --locked -- -D warnings
 step "docs (warnings are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "native tests" cargo test --workspace --all-targets --locked
+step "AWS adapters against moto" bash scripts/test-aws.sh
 step "wasm tests in Node" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test node --locked
 step "wasm tests in headless Chromium" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test browser --locked
 step "wasm tests with P-384 in Node" cargo test -p provisioner-verifier-wasm --features p384 "${WASM[@]}" --test node --locked

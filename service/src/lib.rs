@@ -10,6 +10,8 @@
 #[cfg(feature = "local")]
 pub mod admin;
 pub mod api;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod flow;
 pub mod latent;
 #[cfg(feature = "local")]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The AWS adapters' tests against moto's server (real SDK, real wire protocol):
+#
+#   bash scripts/test-aws.sh
+#
+# Starts moto ($PROVISIONER_CACHE/venv/bin/moto_server, from scripts/install-tools.sh) on
+# 127.0.0.1 on a free port through scripts/moto.sh, which records its PID; runs the
+# DynamoDB registry tests with AWS_ENDPOINT_URL pointing at it and dummy credentials,
+# then the AWS adapters' unit tests; stops that PID on exit, whatever the outcome.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/env.sh
+
+# The feature is outside the workspace's default lint run: lint it here.
+cargo clippy -p provisioner-service --features aws --all-targets --locked -- -D warnings
+
+MOTO_SERVER="$PROVISIONER_CACHE/venv/bin/moto_server"
+[[ -x $MOTO_SERVER ]] || { echo "test-aws: $MOTO_SERVER not found: run bash scripts/install-tools.sh" >&2; exit 1; }
+
+# A directory of this run's own, so a moto left by another run is never touched.
+MOTO_DIR=$(mktemp -d "${TMPDIR:-/tmp}/provisioner-moto.XXXXXX")
+export MOTO_DIR
+cleanup() {
+  bash scripts/moto.sh stop || true
+  rm -rf "$MOTO_DIR"
+}
+trap cleanup EXIT
+
+# Sets AWS_ENDPOINT_URL=http://127.0.0.1:PORT, AWS_ACCESS_KEY_ID=testing (and the
+# other dummy credentials), AWS_REGION=us-east-1 and MOTO_PID.
+moto_env=$(bash scripts/moto.sh start)
+eval "$moto_env"
+echo "test-aws: moto PID $MOTO_PID at $AWS_ENDPOINT_URL"
+
+cargo test -p provisioner-service --features aws --test dynamodb_registry --locked
+# The adapters' unit tests (no moto needed; the workspace's default test run leaves them
+# out, as it leaves out the feature).
+cargo test -p provisioner-service --features aws --lib --locked aws::
