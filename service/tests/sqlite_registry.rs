@@ -1034,3 +1034,33 @@ fn process_cpu_secs() -> f64 {
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
+
+#[tokio::test]
+async fn newest_first_listings_read_an_index_instead_of_sorting_the_table() {
+    // given a migrated registry
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let connection = rusqlite::Connection::open(dir.path().join("registry.sqlite3")).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    // when the admin API's listings are planned, then no temporary sort is needed
+    let certificates = plan(
+        "SELECT certificate_id FROM certificates ORDER BY issued_at DESC, certificate_id DESC LIMIT 50",
+    );
+    assert!(
+        certificates.contains("certificates_by_issued_at"),
+        "{certificates}"
+    );
+    assert!(!certificates.contains("TEMP B-TREE"), "{certificates}");
+    let audit =
+        plan("SELECT id FROM audit WHERE device_id = 'd' AND id < 99 ORDER BY id DESC LIMIT 50");
+    assert!(audit.contains("audit_by_device"), "{audit}");
+    assert!(!audit.contains("TEMP B-TREE"), "{audit}");
+}

@@ -135,6 +135,12 @@ const MIGRATIONS: &[&str] = &[
         revoked_count INTEGER NOT NULL DEFAULT 0
     );
     ",
+    // 2: the admin API's newest-first listings: certificates by issue time, and a
+    // device's audit events, without scanning whole tables.
+    "
+    CREATE INDEX certificates_by_issued_at ON certificates (issued_at, certificate_id);
+    CREATE INDEX audit_by_device ON audit (device_id, id);
+    ",
 ];
 
 const CERTIFICATE_COLUMNS: &str = "certificate_id, device_id, serial, issuer, public_key, \
