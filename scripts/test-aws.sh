@@ -5,8 +5,9 @@
 #
 # Starts moto ($PROVISIONER_CACHE/venv/bin/moto_server, from scripts/install-tools.sh) on
 # 127.0.0.1 on a free port through scripts/moto.sh, which records its PID; runs the
-# DynamoDB registry tests with AWS_ENDPOINT_URL pointing at it and dummy credentials,
-# then the AWS adapters' unit tests; stops that PID on exit, whatever the outcome.
+# DynamoDB registry and ACM PCA authority tests with AWS_ENDPOINT_URL pointing at it and
+# dummy credentials, then the AWS adapters' unit tests; stops that PID on exit, whatever
+# the outcome.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -34,6 +35,7 @@ eval "$moto_env"
 echo "test-aws: moto PID $MOTO_PID at $AWS_ENDPOINT_URL"
 
 cargo test -p provisioner-service --features aws --test dynamodb_registry --locked
+cargo test -p provisioner-service --features aws --test acm_pca_authority --locked
 # The adapters' unit tests (no moto needed; the workspace's default test run leaves them
 # out, as it leaves out the feature).
 cargo test -p provisioner-service --features aws --lib --locked aws::
