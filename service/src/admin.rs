@@ -1792,7 +1792,7 @@ pub fn openapi_document() -> Value {
                 },
                 "ImportSummary": {
                     "type": "object",
-                    "required": ["imported", "unchanged", "replaced", "conflicts", "invalid", "errors", "written"],
+                    "required": ["imported", "unchanged", "replaced", "conflicts", "invalid", "errors", "written", "atomic"],
                     "properties": {
                         "imported": { "type": "integer" },
                         "unchanged": { "type": "integer" },
@@ -1800,7 +1800,8 @@ pub fn openapi_document() -> Value {
                         "conflicts": { "type": "integer" },
                         "invalid": { "type": "integer" },
                         "errors": { "type": "array", "items": schema("ImportError"), "description": "The first 100 refused rows." },
-                        "written": { "type": "boolean" }
+                        "written": { "type": "boolean" },
+                        "atomic": { "type": "boolean", "description": "Whether the writes were all or nothing (true for the local registry)." }
                     }
                 },
                 "ImportRefused": {

@@ -13,6 +13,7 @@ pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod flow;
+pub mod import;
 pub mod latent;
 #[cfg(feature = "local")]
 pub mod local;

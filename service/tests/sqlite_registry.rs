@@ -383,7 +383,9 @@ async fn importing_the_same_manifest_again_changes_nothing() {
     let registry = open(dir.path());
     let (k1, k2) = (new_key(), new_key());
     let csv = format!("dev-1,{k1}\ndev-2,{k2}\n");
-    assert_eq!(import_csv(&registry, "m.csv", &csv, options()).imported, 2);
+    let first = import_csv(&registry, "m.csv", &csv, options());
+    assert_eq!(first.imported, 2);
+    assert!(first.atomic, "the SQLite import is one transaction");
 
     // the same keys in another encoding (uncompressed SEC1 hex) are the same keys
     let hex_csv = format!(

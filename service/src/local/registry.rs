@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use provisioner_core::{
     AuditEvent, AuditLog, CertificateRecord, CertificateStatus, Device, DeviceKey, DeviceRegistry,
-    ManifestEntryError, ManifestRecord, PortError, RevocationReason, ThingRegistry, UnixTime,
+    PortError, RevocationReason, ThingRegistry, UnixTime,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -53,9 +53,6 @@ pub const DEVICE_POLICY: &str = "provisioner-device-policy";
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// At most this many errors are listed in an [`ImportSummary`] (all are counted).
-pub const MAX_REPORTED_ERRORS: usize = 100;
 
 /// Read connections, and reads running at once: a few suffice for point lookups, and
 /// more only add threads contending for SQLite's and the allocator's locks.
@@ -142,6 +139,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_device ON audit (device_id, id);
     ",
 ];
+
+pub use crate::import::{
+    ImportError, ImportItem, ImportOptions, ImportSummary, MAX_REPORTED_ERRORS,
+};
 
 const CERTIFICATE_COLUMNS: &str = "certificate_id, device_id, serial, issuer, public_key, \
      issued_at, not_before, not_after, status, revoked_at, revocation_reason, certificate_pem";
@@ -461,77 +462,6 @@ pub struct RotationJob {
     pub revoked_count: u64,
 }
 
-/// How [`SqliteRegistry::import`] treats what it finds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ImportOptions {
-    /// Replace the key of a known device listed with another key (otherwise a conflict
-    /// refuses the whole import).
-    pub replace: bool,
-    /// Classify and count everything, write nothing.
-    pub dry_run: bool,
-    /// The import time recorded on new and replaced devices.
-    pub now: UnixTime,
-}
-
-/// One item of an import: what the manifest reader made of a row, and where it came from.
-#[derive(Debug)]
-pub struct ImportItem<'a> {
-    /// The manifest's name (its file name), recorded as the device's `source_manifest`.
-    pub source: &'a str,
-    /// The record, or why the row is invalid.
-    pub entry: Result<ManifestRecord, ManifestEntryError>,
-}
-
-/// A row an import refused: invalid, or a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportError {
-    /// The manifest it is in.
-    pub file: String,
-    /// 1-based line (CSV, JSON lines) or entry (Microchip); 0 for the whole file.
-    pub line: usize,
-    /// The device id, when one could be read.
-    pub device_id: Option<String>,
-    /// A stable code: the manifest error's code, or `key_conflict`.
-    pub error: String,
-    /// What is wrong and what to fix.
-    pub message: String,
-}
-
-/// What an import did, or (when not written) would have done.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportSummary {
-    /// New devices.
-    pub imported: u64,
-    /// Devices already registered with the same key.
-    pub unchanged: u64,
-    /// Known devices whose key was replaced (with [`ImportOptions::replace`]).
-    pub replaced: u64,
-    /// Known devices listed with another key, refused (without `replace`).
-    pub conflicts: u64,
-    /// Rows that yield no record.
-    pub invalid: u64,
-    /// The first [`MAX_REPORTED_ERRORS`] invalid rows and conflicts.
-    pub errors: Vec<ImportError>,
-    /// Whether the import was committed: false for a dry run, or when any row was
-    /// invalid or conflicting (then nothing was written).
-    pub written: bool,
-}
-
-impl ImportSummary {
-    /// Whether the import is acceptable: no invalid row and no refused conflict.
-    pub fn is_clean(&self) -> bool {
-        self.invalid == 0 && self.conflicts == 0
-    }
-
-    fn report(&mut self, error: ImportError) {
-        if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(error);
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // The registry
 // ---------------------------------------------------------------------------------
@@ -689,7 +619,10 @@ impl SqliteRegistry {
         // A big cache keeps the B-tree pages of a large import in memory.
         connection.pragma_update(None, "cache_size", -131_072)?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut summary = ImportSummary::default();
+        let mut summary = ImportSummary {
+            atomic: true,
+            ..ImportSummary::default()
+        };
         {
             let mut insert = transaction.prepare(
                 "INSERT INTO devices (device_id, public_key, enabled, source_manifest, imported_at)
