@@ -796,39 +796,8 @@ impl SqliteRegistry {
         &self,
         filter: CertificateFilter,
     ) -> Result<Vec<CertificateRecord>, RegistryError> {
-        self.read(move |c| {
-            let mut conditions = Vec::new();
-            let mut values: Vec<String> = Vec::new();
-            if let Some(device) = filter.device_id {
-                values.push(device);
-                conditions.push(format!("device_id = ?{}", values.len()));
-            }
-            if let Some(status) = filter.status {
-                values.push(status_name(status).to_owned());
-                conditions.push(format!("status = ?{}", values.len()));
-            }
-            if let Some(issuer) = filter.issuer {
-                values.push(issuer);
-                conditions.push(format!("issuer = ?{}", values.len()));
-            }
-            let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates");
-            if !conditions.is_empty() {
-                sql.push_str(" WHERE ");
-                sql.push_str(&conditions.join(" AND "));
-            }
-            sql.push_str(" ORDER BY issued_at, certificate_id");
-            if let Some(limit) = filter.limit {
-                sql.push_str(&format!(" LIMIT {limit}"));
-            }
-            let mut statement = c.prepare(&sql)?;
-            let rows = statement.query_map(
-                rusqlite::params_from_iter(values),
-                StoredCertificate::from_row,
-            )?;
-            let mut keys = KeyMemo::default();
-            rows.map(|row| row?.into_record(&mut keys)).collect()
-        })
-        .await
+        self.read(move |c| select_certificates(c, filter, None, "ASC"))
+            .await
     }
 
     /// One page of the certificates that match `filter`, newest first (by issue time,
@@ -842,49 +811,8 @@ impl SqliteRegistry {
         filter: CertificateFilter,
         before: Option<CertificatePosition>,
     ) -> Result<Vec<CertificateRecord>, RegistryError> {
-        self.read(move |c| {
-            let mut conditions = Vec::new();
-            let mut values: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(device) = filter.device_id {
-                values.push(device.into());
-                conditions.push(format!("device_id = ?{}", values.len()));
-            }
-            if let Some(status) = filter.status {
-                values.push(status_name(status).to_owned().into());
-                conditions.push(format!("status = ?{}", values.len()));
-            }
-            if let Some(issuer) = filter.issuer {
-                values.push(issuer.into());
-                conditions.push(format!("issuer = ?{}", values.len()));
-            }
-            if let Some(position) = before {
-                values.push(position.issued_at.into());
-                let at = values.len();
-                values.push(position.certificate_id.into());
-                let id = values.len();
-                conditions.push(format!(
-                    "(issued_at < ?{at} OR (issued_at = ?{at} AND certificate_id < ?{id}))"
-                ));
-            }
-            let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates");
-            if !conditions.is_empty() {
-                sql.push_str(" WHERE ");
-                sql.push_str(&conditions.join(" AND "));
-            }
-            sql.push_str(" ORDER BY issued_at DESC, certificate_id DESC");
-            if let Some(limit) = filter.limit {
-                values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-                sql.push_str(&format!(" LIMIT ?{}", values.len()));
-            }
-            let mut statement = c.prepare_cached(&sql)?;
-            let rows = statement.query_map(
-                rusqlite::params_from_iter(values),
-                StoredCertificate::from_row,
-            )?;
-            let mut keys = KeyMemo::default();
-            rows.map(|row| row?.into_record(&mut keys)).collect()
-        })
-        .await
+        self.read(move |c| select_certificates(c, filter, before, "DESC"))
+            .await
     }
 
     /// Revokes one certificate at `now` for `reason`, and returns it as recorded.
@@ -1706,6 +1634,59 @@ fn open_reader(path: &Path, options: &RegistryOptions) -> Result<Connection, Reg
     connection.pragma_update(None, "query_only", true)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
+}
+
+/// The certificates matching `filter`, ordered by issue time then id (`direction` is
+/// `ASC` or `DESC`), starting after `after` in that order, at most `filter.limit`.
+fn select_certificates(
+    c: &Connection,
+    filter: CertificateFilter,
+    after: Option<CertificatePosition>,
+    direction: &'static str,
+) -> Result<Vec<CertificateRecord>, RegistryError> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(device) = filter.device_id {
+        values.push(device.into());
+        conditions.push(format!("device_id = ?{}", values.len()));
+    }
+    if let Some(status) = filter.status {
+        values.push(status_name(status).to_owned().into());
+        conditions.push(format!("status = ?{}", values.len()));
+    }
+    if let Some(issuer) = filter.issuer {
+        values.push(issuer.into());
+        conditions.push(format!("issuer = ?{}", values.len()));
+    }
+    if let Some(position) = after {
+        let beyond = if direction == "DESC" { "<" } else { ">" };
+        values.push(position.issued_at.into());
+        let at = values.len();
+        values.push(position.certificate_id.into());
+        let id = values.len();
+        conditions.push(format!(
+            "(issued_at {beyond} ?{at} OR (issued_at = ?{at} AND certificate_id {beyond} ?{id}))"
+        ));
+    }
+    let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(&format!(
+        " ORDER BY issued_at {direction}, certificate_id {direction}"
+    ));
+    if let Some(limit) = filter.limit {
+        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(" LIMIT ?{}", values.len()));
+    }
+    let mut statement = c.prepare_cached(&sql)?;
+    let rows = statement.query_map(
+        rusqlite::params_from_iter(values),
+        StoredCertificate::from_row,
+    )?;
+    let mut keys = KeyMemo::default();
+    rows.map(|row| row?.into_record(&mut keys)).collect()
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one transaction per migration.
