@@ -166,12 +166,13 @@ struct RetrievalJson {
     expires_at: String,
 }
 
-/// RFC 3339 UTC for Unix seconds.
+/// RFC 3339 UTC for Unix seconds (`2026-01-01T00:00:00Z`); the bare number if out of
+/// range. The one time format every answer and command uses.
 pub fn rfc3339(seconds: i64) -> String {
     OffsetDateTime::from_unix_timestamp(seconds)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+        .unwrap_or_else(|| seconds.to_string())
 }
 
 async fn new_certificate<B: Adapters>(

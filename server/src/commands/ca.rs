@@ -6,13 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use provisioner_core::UnixTime;
+use provisioner_core::{Clock, SystemClock, UnixTime};
+use provisioner_service::api::rfc3339;
 use provisioner_service::local::authority::{CaInfo, LocalAuthority};
 use provisioner_service::local::operations;
 use provisioner_service::local::registry::SqliteRegistry;
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::Global;
 
@@ -171,7 +170,7 @@ impl CaCommand {
                         previous_id: None,
                     })?;
                 } else {
-                    let report = LocalAuthority::init_development(&ca_dir, now()?)?;
+                    let report = LocalAuthority::init_development(&ca_dir, now())?;
                     eprintln!(
                         "Development CA created; the root key is on this machine. Devices and brokers trust {}.",
                         report.root_certificate.display()
@@ -188,7 +187,7 @@ impl CaCommand {
             Self::ImportCert(args) => {
                 let bytes = std::fs::read(&args.file)
                     .with_context(|| format!("cannot read {}", args.file.display()))?;
-                let report = LocalAuthority::import_certificate(&ca_dir, &bytes, now()?)?;
+                let report = LocalAuthority::import_certificate(&ca_dir, &bytes, now())?;
                 if !report.chain_ends_at_root {
                     eprintln!(
                         "warning: the chain does not reach a root certificate; import {} again with the parent chain appended, or give devices the root separately",
@@ -203,7 +202,7 @@ impl CaCommand {
                             &global.data_dir,
                             &registry,
                             old,
-                            now()?,
+                            now(),
                             progress_printer(),
                         )
                         .await?;
@@ -228,17 +227,15 @@ impl CaCommand {
             Self::Show => {
                 let overview = LocalAuthority::overview(&ca_dir)?;
                 let current = overview.current.as_ref();
-                let time = |pick: fn(&CaInfo) -> UnixTime| {
-                    current.map(|info| rfc3339(pick(info))).transpose()
-                };
+                let time = |pick: fn(&CaInfo) -> UnixTime| current.map(|info| rfc3339(pick(info)));
                 print_json(&Show {
                     ca_dir: ca_dir.display().to_string(),
                     current_id: current.map(|info| info.id.clone()),
                     subject: current.map(|info| info.subject.clone()),
                     serial: current.map(|info| info.serial.clone()),
                     certificate_id: current.map(|info| info.certificate_id.clone()),
-                    not_before: time(|info| info.not_before)?,
-                    not_after: time(|info| info.not_after)?,
+                    not_before: time(|info| info.not_before),
+                    not_after: time(|info| info.not_after),
                     previous_ids: overview.previous_ids,
                     pending_id: overview.pending.as_ref().map(|p| p.id.clone()),
                     pending_csr: overview
@@ -255,7 +252,7 @@ impl CaCommand {
             Self::Crl => {
                 let registry = open_registry(global)?;
                 let written =
-                    operations::regenerate_crls(&global.data_dir, &registry, now()?).await?;
+                    operations::regenerate_crls(&global.data_dir, &registry, now()).await?;
                 for path in &written {
                     eprintln!("wrote {}", path.display());
                 }
@@ -288,7 +285,7 @@ impl CaCommand {
                     let outcome = operations::rotate_ca(
                         &global.data_dir,
                         &registry,
-                        now()?,
+                        now(),
                         progress_printer(),
                     )
                     .await?;
@@ -307,7 +304,7 @@ impl CaCommand {
                     &registry,
                     &args.dir,
                     args.port,
-                    now()?,
+                    now(),
                 )
                 .await?;
                 eprintln!("run: mosquitto -c {}", export.config.display());
@@ -332,15 +329,8 @@ fn progress_printer() -> impl FnMut(u64) {
     |revoked| eprintln!("revoked {revoked} certificates of the old CA")
 }
 
-fn now() -> anyhow::Result<UnixTime> {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    Ok(UnixTime::try_from(since_epoch.as_secs())?)
-}
-
-fn rfc3339(t: UnixTime) -> anyhow::Result<String> {
-    Ok(OffsetDateTime::from_unix_timestamp(t)?.format(&Rfc3339)?)
+fn now() -> UnixTime {
+    SystemClock.now()
 }
 
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {

@@ -4,14 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use provisioner_core::{CertificateRecord, CertificateStatus, RevocationReason, UnixTime};
+use provisioner_core::{
+    CertificateRecord, CertificateStatus, Clock, RevocationReason, SystemClock,
+};
+use provisioner_service::api::rfc3339;
 use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::operations;
 use provisioner_service::local::registry::{
     status_name, CertificateFilter, RegistryError, SqliteRegistry,
 };
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 
 use crate::Global;
 
@@ -124,14 +126,6 @@ impl From<&CertificateRecord> for CertificateView {
     }
 }
 
-/// RFC 3339 in UTC (`2026-01-01T00:00:00Z`); the bare number if out of range.
-fn rfc3339(t: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
-}
-
 impl CertsCommand {
     /// Runs the subcommand.
     ///
@@ -211,7 +205,7 @@ async fn revoke(
     data_dir: &DataDir,
     args: RevokeArgs,
 ) -> anyhow::Result<ExitCode> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = SystemClock.now();
     let revocation = registry
         .revoke_certificate(&args.certificate_id, args.reason, now)
         .await?;

@@ -18,7 +18,8 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use provisioner_core::{
-    ManifestEntryError, ManifestError, ManifestFormat, ManifestReader, ManifestSigners,
+    Clock, ManifestEntryError, ManifestError, ManifestFormat, ManifestReader, ManifestSigners,
+    SystemClock,
 };
 use provisioner_service::local::registry::{
     ImportItem, ImportOptions, ImportSummary, RegistryError, SqliteRegistry,
@@ -138,7 +139,7 @@ impl ImportArgs {
         let options = ImportOptions {
             replace: self.replace,
             dry_run: self.dry_run,
-            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            now: SystemClock.now(),
         };
         let progress = progress_bar(&manifests, self.format);
         let mut summary = tokio::task::spawn_blocking(move || {

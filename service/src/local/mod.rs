@@ -86,7 +86,7 @@ pub fn initialise(data_dir: &DataDir) -> Result<Initialised, LocalError> {
     match LocalAuthority::load(&data_dir.ca_dir()) {
         Ok(_) => {}
         Err(AuthorityError::NotInitialised { .. }) => {
-            let now = SystemClock.now_secs();
+            let now = provisioner_core::Clock::now(&SystemClock);
             let report = LocalAuthority::init_development(&data_dir.ca_dir(), now)?;
             created.messages.push(format!(
                 "created a development CA in {} (issuing CA {}; root certificate {})",
@@ -116,16 +116,6 @@ pub fn initialise(data_dir: &DataDir) -> Result<Initialised, LocalError> {
         ));
     }
     Ok(created)
-}
-
-trait NowSecs {
-    fn now_secs(&self) -> UnixTime;
-}
-
-impl NowSecs for SystemClock {
-    fn now_secs(&self) -> UnixTime {
-        provisioner_core::Clock::now(self)
-    }
 }
 
 /// The current issuing CA, followed across rotations: `provisioner ca rotate` (another
