@@ -26,9 +26,9 @@
 //! logged (`Debug` elides them).
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -1197,22 +1197,9 @@ fn remove_if_exists(path: &Path) -> Result<(), AuthorityError> {
     }
 }
 
-/// Replaces a file that holds nothing secret, atomically (temporary file, then rename).
+/// Replaces a file that holds nothing secret, atomically.
 fn write_public(path: &Path, bytes: &[u8]) -> Result<(), AuthorityError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    };
-    write().map_err(io_error("write", path))
+    super::datadir::write_public_replacing(path, bytes).map_err(io_error("write", path))
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AuthorityError {

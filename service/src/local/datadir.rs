@@ -158,6 +158,26 @@ pub fn write_secret_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&temporary, path)
 }
 
+/// Replaces a file that holds nothing secret (certificates, CRLs, configuration)
+/// atomically: a 0644 temporary file beside it, synced, then renamed over it.
+///
+/// # Errors
+/// Any I/O error.
+pub fn write_public_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use provisioner_core::{RevocationReason, UnixTime};
 
 use super::authority::{LocalAuthority, RevokedEntry};
-use super::datadir::{write_secret_replacing, DataDir};
+use super::datadir::{write_public_replacing as write_public, write_secret_replacing, DataDir};
 use super::registry::{CaState, RotationJob, SqliteRegistry};
 use super::LocalError;
 
@@ -344,14 +344,6 @@ pub async fn export_mosquitto(
     );
     write_public(&config, text.as_bytes())?;
     Ok(MosquittoExport { config, port })
-}
-
-/// Writes a public file (certificates, CRLs, configuration) with mode 0644, atomically.
-fn write_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    fs::write(&temporary, bytes)?;
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(0o644))?;
-    fs::rename(&temporary, path)
 }
 
 /// The name of the user owning `path` (whoever ran the export), from /etc/passwd.
