@@ -221,6 +221,9 @@ ensure_cargo cargo-fuzz   cargo-fuzz       "$CARGO_FUZZ_VERSION"   cargo-fuzz --
 # wasm-opt from npm's binaryen, never Debian's binaryen (v108 corrupts wasm-bindgen output).
 WASM_OPT="$PROVISIONER_CACHE/node/node_modules/.bin/wasm-opt"
 ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
+# dynalite: a stricter DynamoDB stand-in (scripts/bench-import-dynalite.sh), in memory.
+DYNALITE_NPM_VERSION=4.0.0
+ensure_npm dynalite dynalite "$DYNALITE_NPM_VERSION" "\"$PROVISIONER_CACHE/node/node_modules/.bin/dynalite\" --help"
 
 # --- Add further tools here: one `ensure*` line (plus a version pin above). ----------
 # Examples for the coming issues:
@@ -230,6 +233,37 @@ ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
 #   ensure moto "$MOTO_VERSION" "<print installed version>" <install command...>
 ensure_apt   mosquitto mosquitto mosquitto-clients
 ensure moto any moto_version venv_pip_install "$MOTO_SPEC"
+# cargo lambda and zig, its cross linker (scripts/build-lambdas.sh), in a venv of their own.
+CARGO_LAMBDA_VERSION=1.9.2
+ZIGLANG_VERSION=0.17.1
+LAMBDA_VENV="$PROVISIONER_CACHE/lambda-venv"
+cargo_lambda_version() {
+  [[ -x $LAMBDA_VENV/bin/cargo-lambda ]] || return 1
+  "$LAMBDA_VENV/bin/python" -m ziglang version >/dev/null || return 1
+  first_version "$("$LAMBDA_VENV/bin/cargo-lambda" lambda --version)"
+}
+lambda_venv_pip_install() {
+  [[ -x $LAMBDA_VENV/bin/python ]] || python3 -m venv "$LAMBDA_VENV" || return
+  "$LAMBDA_VENV/bin/python" -m pip install --quiet "$@"
+}
+ensure cargo-lambda "$CARGO_LAMBDA_VERSION" cargo_lambda_version \
+  lambda_venv_pip_install "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION"
+# Offline checks of the deployment templates (scripts/test-infra.sh): cfn-lint and the SAM
+# CLI in their own venv (SAM pins its own boto3; the moto venv stays untouched). Exact
+# pins, installed together (aws-sam-cli 1.170 needs cfn-lint <1.59), so lint results do
+# not change under us; newer lint rules may flag new warnings when these are raised.
+CFN_LINT_VERSION=1.58.0
+SAM_CLI_VERSION=1.170.0
+SAM_VENV="$PROVISIONER_CACHE/sam-venv"
+sam_venv_install() {
+  [[ -x $SAM_VENV/bin/python ]] || python3 -m venv "$SAM_VENV" || return
+  "$SAM_VENV/bin/python" -m pip install --quiet "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+}
+ensure cfn-lint "$CFN_LINT_VERSION" "first_version \"\$(\"$SAM_VENV/bin/cfn-lint\" --version)\"" sam_venv_install
+ensure sam "$SAM_CLI_VERSION" "first_version \"\$(SAM_CLI_TELEMETRY=0 \"$SAM_VENV/bin/sam\" --version)\"" sam_venv_install
+# Trunk builds the dashboard (admin-ui/, Trunk.toml); newer releases need a newer rustc.
+TRUNK_VERSION=0.21.14
+ensure_cargo trunk trunk "$TRUNK_VERSION" trunk --locked
 # --------------------------------------------------------------------------------------
 
 # Sanity: the wasm-opt first on PATH must be ours (wasm-pack/trunk take the first one).

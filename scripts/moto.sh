@@ -50,7 +50,8 @@ start() {
   # so a moto that exits at once is retried on another port.
   for attempt in 1 2 3; do
     port=${MOTO_PORT:-$(free_port)}
-    "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$LOG_FILE" 2>&1 </dev/null &
+    # moto_server.py: moto's server with IoT certificate ids as AWS computes them.
+    "$VENV/bin/python" "$SCRIPT_DIR/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOG_FILE" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PID_FILE"
     for _ in $(seq 1 100); do

@@ -5,9 +5,9 @@
 #
 # Starts moto ($PROVISIONER_CACHE/venv/bin/moto_server, from scripts/install-tools.sh) on
 # 127.0.0.1 on a free port through scripts/moto.sh, which records its PID; runs the
-# DynamoDB registry and ACM PCA authority tests with AWS_ENDPOINT_URL pointing at it and
-# dummy credentials, then the AWS adapters' unit tests; stops that PID on exit, whatever
-# the outcome.
+# DynamoDB registry, ACM PCA authority, IoT registry and S3 retrieval tests with
+# AWS_ENDPOINT_URL pointing at it and dummy credentials, then the AWS adapters' unit
+# tests; stops that PID on exit, whatever the outcome.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -36,6 +36,18 @@ echo "test-aws: moto PID $MOTO_PID at $AWS_ENDPOINT_URL"
 
 cargo test -p provisioner-service --features aws --test dynamodb_registry --locked
 cargo test -p provisioner-service --features aws --test acm_pca_authority --locked
+# The PKI admin's steps and the CA rotation (library, then the `provisioner aws ca` commands,
+# which only build with the feature: lint them here too).
+cargo test -p provisioner-service --features aws --test aws_ca --locked
+cargo clippy -p provisioner --features aws --all-targets --locked -- -D warnings
+cargo test -p provisioner --features aws --test aws_cli --locked
+cargo test -p provisioner-service --features aws --test iot_registry --locked
+cargo test -p provisioner-service --features aws --test s3_retrieval --locked
+cargo test -p provisioner-service --features aws --test aws_flow --locked
+# The Lambdas' handlers over the DynamoDB registry, and the lint of their binaries (which
+# only build with the feature).
+cargo clippy -p provisioner-lambdas --features aws --all-targets --locked -- -D warnings
+cargo test -p provisioner-lambdas --features aws --test moto --locked
 # The adapters' unit tests (no moto needed; the workspace's default test run leaves them
 # out, as it leaves out the feature).
 cargo test -p provisioner-service --features aws --lib --locked aws::

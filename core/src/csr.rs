@@ -68,6 +68,11 @@ pub struct VerifiedCsr {
     pub fingerprint: String,
     /// The algorithm of the self-signature.
     pub signature_algorithm: SignatureAlgorithm,
+    /// The CSR's DER, exactly as received: for CAs that sign the request itself (ACM
+    /// Private CA, IoT Core) rather than the key and name taken from it. Not part of the
+    /// serialized decision (`csr inspect`, the wasm bindings).
+    #[serde(skip)]
+    pub der: Vec<u8>,
 }
 
 impl VerifiedCsr {
@@ -193,6 +198,7 @@ impl CsrVerifier {
             public_key,
             fingerprint: hex::encode(Sha256::digest(&info_der)),
             signature_algorithm,
+            der: der.to_vec(),
         })
     }
 

@@ -191,15 +191,32 @@ pub trait DeviceRegistry: Send + Sync {
 pub trait CertificateAuthority: Send + Sync {
     /// Issues a certificate for a verified request under `profile`, at `now`: subject CN =
     /// device id, the request's key, nothing else taken from the CSR.
+    ///
+    /// `idempotency_key` is the same for a retry of one issuance and differs for the
+    /// device's next one (the flow derives it from the CSR fingerprint and the device's
+    /// recent certificates): a CA that deduplicates requests (ACM Private CA's idempotency
+    /// token) returns the certificate it already minted instead of a second one.
     fn issue(
         &self,
         request: &VerifiedCsr,
+        idempotency_key: &str,
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send;
 
     /// The chain devices need: the issuing intermediate, then the root, PEM.
     fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send;
+
+    /// Revokes at the CA the certificates a new issuance superseded (already REVOKED in
+    /// the registry). A CA whose revocation list is made from the registry (the local CA)
+    /// has nothing to do; ACM Private CA is told, so its CRL lists them. Idempotent.
+    fn retire(
+        &self,
+        superseded: &[CertificateRecord],
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let _ = superseded;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// The MQTT side's registry of things and principals (IoT Core, or its local stand-in).
@@ -211,6 +228,18 @@ pub trait ThingRegistry: Send + Sync {
         device_id: &str,
         certificate: &CertificateRecord,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Stops the MQTT side accepting certificates a new issuance superseded (IoT Core:
+    /// status REVOKED in every region). The local stand-in reads the registry's CRL, so it
+    /// has nothing to do. Idempotent.
+    fn retire(
+        &self,
+        device_id: &str,
+        superseded: &[CertificateRecord],
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let _ = (device_id, superseded);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// One decision, allow or deny, with its reason.
@@ -283,14 +312,22 @@ impl<T: CertificateAuthority + ?Sized> CertificateAuthority for std::sync::Arc<T
     fn issue(
         &self,
         request: &VerifiedCsr,
+        idempotency_key: &str,
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
-        (**self).issue(request, profile, now)
+        (**self).issue(request, idempotency_key, profile, now)
     }
 
     fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send {
         (**self).chain_pem()
+    }
+
+    fn retire(
+        &self,
+        superseded: &[CertificateRecord],
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).retire(superseded)
     }
 }
 
@@ -301,6 +338,14 @@ impl<T: ThingRegistry + ?Sized> ThingRegistry for std::sync::Arc<T> {
         certificate: &CertificateRecord,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         (**self).register(device_id, certificate)
+    }
+
+    fn retire(
+        &self,
+        device_id: &str,
+        superseded: &[CertificateRecord],
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).retire(device_id, superseded)
     }
 }
 

@@ -59,6 +59,9 @@ enum Command {
     /// The admin API's credentials: print or rotate its bearer token.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
+    /// The PKI admin's steps on AWS: the issuing ACM Private CA, its IoT Core
+    /// registration, and its rotation (needs a build with `--features aws`).
+    Aws(commands::aws::AwsArgs),
 }
 
 fn init_logging(json: bool) {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Device(command) => command.run(&global).await,
             Command::Csr(command) => Ok(command.run()),
             Command::Admin(command) => command.run(&global).await,
+            Command::Aws(args) => args.run().await,
         }
     });
     match result {

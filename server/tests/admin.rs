@@ -164,6 +164,6 @@ fn serve_answers_the_admin_api_with_the_current_token_and_the_dashboard_page() {
         headers.contains("content-security-policy: default-src 'self';"),
         "{headers}"
     );
-    assert!(body.contains("bash scripts/build-dashboard.sh"));
+    assert!(body.contains("bash scripts/build-ui.sh"));
     assert_eq!(served.get("/healthz", None).0, 200);
 }

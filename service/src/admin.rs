@@ -1,12 +1,16 @@
 //! The admin API over HTTP, local mode: devices, certificates, the CA, the audit log and
 //! issuance statistics, under [`API_PREFIX`] (`/admin/api`), for the dashboard and for
-//! scripts. [`router`] also answers `GET /` with the dashboard's placeholder page.
+//! scripts. [`router_with_dashboard`] also serves the built dashboard at `/` (without
+//! one, `GET /` answers a placeholder page that says how to build it).
 //!
 //! Every route under `/admin/api`, the OpenAPI document and unknown paths included,
 //! requires `Authorization: Bearer TOKEN` with the token of
 //! [`DataDir::admin_token`](crate::local::datadir::DataDir::admin_token). The token file
 //! is read on every request, so `provisioner admin token --rotate` takes effect at once.
-//! A refusal is 401 `unauthorized` with `WWW-Authenticate: Bearer`.
+//! A refusal is 401 `unauthorized` with `WWW-Authenticate: Bearer`. With
+//! [`AdminContext::with_jwt`] (the AWS deployment), a bearer value shaped like a JWT is
+//! judged as a Cognito ID token instead ([`crate::admin_auth`]); a refused one is
+//! 401 `invalid_token` with a stable `reason` (`expired`, `wrong_issuer`, ...).
 //!
 //! Errors leave through [`ApiError`], like the device API's: a status and a
 //! `{error, message}` body with a stable code. The one richer answer is a refused
@@ -44,6 +48,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::admin_auth::{JwtError, JwtValidator};
 use crate::api::{rfc3339, ApiError, PEM_MEDIA_TYPE};
 use crate::local::authority::{AuthorityError, CaInfo, LocalAuthority};
 use crate::local::datadir::DataDir;
@@ -86,7 +91,11 @@ pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-uns
      base-uri 'none'; form-action 'none'";
 
 /// The command that builds the dashboard, named by the placeholder page.
-pub const DASHBOARD_BUILD_COMMAND: &str = "bash scripts/build-dashboard.sh";
+pub const DASHBOARD_BUILD_COMMAND: &str = "bash scripts/build-ui.sh";
+
+/// Where the dashboard's files (script, WebAssembly, styles) are served; its page is at
+/// `/`. Trunk writes these URLs into the page: `public_url` in `Trunk.toml`.
+pub const DASHBOARD_ASSET_PREFIX: &str = "/ui/";
 
 const SECONDS_PER_HOUR: i64 = 3600;
 
@@ -99,6 +108,8 @@ pub struct AdminContext {
     rotation: Mutex<Option<RotationProgress>>,
     /// CRLs are written to fixed file names: one regeneration at a time.
     crl_lock: tokio::sync::Mutex<()>,
+    /// Cognito ID tokens accepted beside the local token, when configured.
+    jwt: Option<JwtValidator>,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -119,6 +130,7 @@ impl AdminContext {
             clock: Arc::new(SystemClock),
             rotation: Mutex::new(None),
             crl_lock: tokio::sync::Mutex::new(()),
+            jwt: None,
         }
     }
 
@@ -128,9 +140,21 @@ impl AdminContext {
         self
     }
 
-    /// Checks the `Authorization` header against the token file, read now (so a rotated
-    /// token counts at once). Compared in constant time, as SHA-256 digests so the
-    /// length does not show either.
+    /// The same, also accepting Cognito ID tokens that `validator` validates (the
+    /// AWS deployment's sign-in). A bearer value shaped like a JWT
+    /// ([`looks_like_jwt`](crate::admin_auth::looks_like_jwt)) is then judged only as a
+    /// JWT; any other value is still compared with the local token, which stays valid
+    /// (whoever can read it already has the data directory; without a token file it
+    /// matches nothing).
+    pub fn with_jwt(mut self, validator: JwtValidator) -> Self {
+        self.jwt = Some(validator);
+        self
+    }
+
+    /// Checks the `Authorization` header: a JWT against the [`JwtValidator`] when one is
+    /// configured, otherwise against the token file, read now (so a rotated token counts
+    /// at once), compared in constant time, as SHA-256 digests so the length does not
+    /// show either.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<(), Response> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthorized(
@@ -150,6 +174,17 @@ impl AdminContext {
                 false,
             ));
         };
+        if let Some(validator) = &self.jwt {
+            if crate::admin_auth::looks_like_jwt(presented) {
+                return match validator.validate(presented).await {
+                    Ok(user) => {
+                        tracing::debug!(subject = %user.subject, "admin API request by a Cognito user");
+                        Ok(())
+                    }
+                    Err(refusal) => Err(jwt_refused(&refusal)),
+                };
+            }
+        }
         let stored = match tokio::fs::read(self.data_dir.admin_token_path()).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -180,6 +215,16 @@ impl AdminContext {
 /// The admin router: `GET /` (the dashboard's placeholder page) and every route under
 /// [`API_PREFIX`], all behind the bearer token. Merge it with the device API's router.
 pub fn router(context: Arc<AdminContext>) -> Router {
+    router_with_dashboard(context, None)
+}
+
+/// The admin router with the built dashboard at `/` (its files under
+/// [`DASHBOARD_ASSET_PREFIX`]), or, with `None`, the placeholder page that says how to
+/// build it.
+pub fn router_with_dashboard(
+    context: Arc<AdminContext>,
+    dashboard: Option<Arc<Dashboard>>,
+) -> Router {
     let authenticated = middleware::from_fn_with_state(context.clone(), require_admin_token);
     let api = Router::new()
         .route("/devices", get(list_devices))
@@ -211,8 +256,7 @@ pub fn router(context: Arc<AdminContext>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(authenticated.clone())
         .with_state(context);
-    Router::new()
-        .route("/", get(dashboard_placeholder))
+    dashboard_routes(dashboard)
         // Nesting covers the prefix and what follows a slash, not the bare slash.
         .route(
             &format!("{API_PREFIX}/"),
@@ -256,6 +300,38 @@ fn unauthorized(message: &str, invalid_token: bool) -> Response {
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+/// A refused JWT: 401 `invalid_token` with the stable `reason` beside the message, or
+/// 503 `identity_provider_unavailable` when the issuer's keys could not be fetched (the
+/// token was not judged). Neither carries the token.
+fn jwt_refused(refusal: &JwtError) -> Response {
+    if let JwtError::KeySetUnavailable { retry_after_secs } = refusal {
+        return ApiError {
+            retry_after_secs: Some(*retry_after_secs),
+            ..error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identity_provider_unavailable",
+                refusal.to_string(),
+            )
+        }
+        .into_response();
+    }
+    tracing::warn!(
+        reason = refusal.reason(),
+        "admin API request with a refused JWT"
+    );
+    let body = Json(json!({
+        "error": "invalid_token",
+        "reason": refusal.reason(),
+        "message": refusal.to_string(),
+    }));
+    let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="provisioner-admin", error="invalid_token""#),
+    );
     response
 }
 
@@ -1415,8 +1491,183 @@ async fn issuance_stats(
 }
 
 // ---------------------------------------------------------------------------------
-// The dashboard's placeholder and the OpenAPI document
+// The dashboard (or its placeholder) and the OpenAPI document
 // ---------------------------------------------------------------------------------
+
+/// The built dashboard: Trunk's output directory (`admin-ui/dist`), read into memory
+/// when the server starts, so a rebuild meanwhile never serves a page whose files are
+/// gone (restart `serve` to serve a new build).
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    index: Bytes,
+    csp: HeaderValue,
+    /// Path under [`DASHBOARD_ASSET_PREFIX`] → (content type, bytes).
+    files: std::collections::HashMap<String, (&'static str, Bytes)>,
+}
+
+impl Dashboard {
+    /// Reads the dashboard built into `dir`: `index.html`, served at `/`, and every file
+    /// beside it, served under [`DASHBOARD_ASSET_PREFIX`] (hidden ones, such as Trunk's
+    /// `.stage`, excepted).
+    ///
+    /// Returns `Ok(None)` when `dir` holds no `index.html` (not built).
+    ///
+    /// # Errors
+    /// A file that exists but cannot be read, or a page whose inline scripts cannot be
+    /// allowed by hash (not UTF-8).
+    pub fn load(dir: &std::path::Path) -> io::Result<Option<Self>> {
+        let index = match std::fs::read(dir.join("index.html")) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let page = std::str::from_utf8(&index)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "index.html is not UTF-8"))?;
+        let csp = HeaderValue::from_str(&dashboard_csp(page))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut files = std::collections::HashMap::new();
+        let mut pending = vec![(dir.to_path_buf(), String::new())];
+        while let Some((folder, prefix)) = pending.pop() {
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // The page only at `/`, under its policy; nothing half-built.
+                if name.starts_with('.') || (prefix.is_empty() && name == "index.html") {
+                    continue;
+                }
+                let path = format!("{prefix}{name}");
+                if entry.file_type()?.is_dir() {
+                    pending.push((entry.path(), format!("{path}/")));
+                } else {
+                    let bytes = Bytes::from(std::fs::read(entry.path())?);
+                    files.insert(path, (dashboard_content_type(&name), bytes));
+                }
+            }
+        }
+        Ok(Some(Self {
+            index: Bytes::from(index),
+            csp,
+            files,
+        }))
+    }
+
+    /// The Content-Security-Policy the page is served with: [`DASHBOARD_CSP`] plus the
+    /// SHA-256 of each inline script of the page (Trunk's loader).
+    pub fn content_security_policy(&self) -> &str {
+        self.csp.to_str().unwrap_or(DASHBOARD_CSP)
+    }
+
+    /// How many files are served beside the page.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// [`DASHBOARD_CSP`] with `'sha256-…'` sources for every inline `<script>` of `page`, so
+/// exactly those run and no other inline code (no `'unsafe-inline'`).
+pub fn dashboard_csp(page: &str) -> String {
+    let mut hashes = String::new();
+    let mut rest = page;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(tag_end) = after.find('>') else {
+            break;
+        };
+        let tag = &after[..tag_end];
+        let body_and_rest = &after[tag_end + 1..];
+        let Some(close) = body_and_rest.find("</script>") else {
+            break;
+        };
+        if !tag.contains(" src=") {
+            let digest = Sha256::digest(&body_and_rest.as_bytes()[..close]);
+            hashes.push_str(&format!(
+                " 'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+        rest = &body_and_rest[close..];
+    }
+    DASHBOARD_CSP.replacen(
+        "script-src 'self' 'wasm-unsafe-eval'",
+        &format!("script-src 'self' 'wasm-unsafe-eval'{hashes}"),
+        1,
+    )
+}
+
+fn dashboard_content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("wasm") => "application/wasm",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `/` (the dashboard or its placeholder) and the dashboard's files.
+fn dashboard_routes(dashboard: Option<Arc<Dashboard>>) -> Router {
+    match dashboard {
+        None => Router::new().route("/", get(dashboard_placeholder)),
+        Some(dashboard) => Router::new()
+            .route("/", get(dashboard_page))
+            .route(
+                &format!("{DASHBOARD_ASSET_PREFIX}{{*path}}"),
+                get(dashboard_file),
+            )
+            .with_state(dashboard),
+    }
+}
+
+/// The headers every page of the dashboard carries.
+fn page_headers(response: &mut Response, csp: HeaderValue) {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, csp);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+async fn dashboard_page(State(dashboard): State<Arc<Dashboard>>) -> Response {
+    let mut response = (
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page names the current build's files: always ask again.
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        dashboard.index.clone(),
+    )
+        .into_response();
+    page_headers(&mut response, dashboard.csp.clone());
+    response
+}
+
+async fn dashboard_file(
+    State(dashboard): State<Arc<Dashboard>>,
+    Path(path): Path<String>,
+) -> Response {
+    let Some((content_type, bytes)) = dashboard.files.get(&path) else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no such dashboard file: reload the page (the dashboard may have been rebuilt)\n",
+        )
+            .into_response();
+    };
+    (
+        [
+            (CONTENT_TYPE, *content_type),
+            // Trunk puts a content hash in every name: a name never changes content.
+            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes.clone(),
+    )
+        .into_response()
+}
 
 async fn dashboard_placeholder() -> Response {
     let page = format!(

@@ -21,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::flow::{Adapters, FlowError, Provisioned, Provisioner};
-use crate::latent::{RetrievalError, UrlSigner};
+use crate::latent::{CertificateStore, Publication, RetrievalError, UrlSigner};
 
 /// The PEM media type devices may ask for with `Accept`.
 pub const PEM_MEDIA_TYPE: &str = "application/x-pem-file";
@@ -133,6 +133,8 @@ pub struct DeviceApi<B: Adapters> {
     pub url_signer: UrlSigner,
     /// The service's own base URL (`http://host:port`), for retrieval URLs.
     pub public_url: String,
+    /// Where latent delivery leaves certificates; `None`: the signed route above.
+    pub certificate_store: Option<Arc<dyn CertificateStore>>,
 }
 
 /// The device API router.
@@ -208,10 +210,33 @@ async fn new_certificate<B: Adapters>(
 
     if latent {
         let now = api.provisioner.ports().clock.now();
-        let signed = api.url_signer.sign(&provisioned.certificate_id, now);
+        let publication = match &api.certificate_store {
+            Some(store) => {
+                let pem = format!(
+                    "{}{}",
+                    provisioned.certificate_pem, provisioned.ca_chain_pem
+                );
+                store
+                    .publish(
+                        &provisioned.certificate_id,
+                        &pem,
+                        api.url_signer.ttl_secs(),
+                        now,
+                    )
+                    .await
+                    .map_err(|e| ApiError::from(FlowError::Port(e)))?
+            }
+            None => {
+                let signed = api.url_signer.sign(&provisioned.certificate_id, now);
+                Publication {
+                    url: format!("{}{}", api.public_url, signed.path_and_query),
+                    expires_at: signed.expires_at,
+                }
+            }
+        };
         return Ok(Json(RetrievalJson {
-            retrieval_url: format!("{}{}", api.public_url, signed.path_and_query),
-            expires_at: rfc3339(signed.expires_at),
+            retrieval_url: publication.url,
+            expires_at: rfc3339(publication.expires_at),
         })
         .into_response());
     }
@@ -362,6 +387,7 @@ mod tests {
             provisioner: Provisioner::new(ports, flow_settings),
             url_signer: UrlSigner::new(b"test key", 600).unwrap(),
             public_url: "http://127.0.0.1:9".into(),
+            certificate_store: None,
         };
         Harness {
             registry,
@@ -457,6 +483,24 @@ mod tests {
             old.revoked.unwrap().1,
             provisioner_core::RevocationReason::Superseded
         );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_certificate_is_replaced_even_when_the_same_csr_comes_back_at_once() {
+        let h = harness(|_| {});
+        let (header, id, key) = good_vector("openssl_p256_der_b64");
+        h.register(&id, &key, true);
+        let first = json(&h.post_new(Some(&header), "").await.2);
+        for certificate in h.registry.certificates.lock().unwrap().iter_mut() {
+            certificate.status = CertificateStatus::Revoked;
+        }
+        h.clock.advance(10);
+        let (status, _, body) = h.post_new(Some(&header), "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Same CSR, same fingerprint: only the device's history in the idempotency key
+        // keeps a deduplicating CA from handing back the revoked certificate.
+        assert_ne!(json(&body)["certificateId"], first["certificateId"]);
+        assert_eq!(h.authority.minted(), 2);
     }
 
     #[tokio::test]

@@ -150,7 +150,7 @@ impl<B: Adapters> Provisioner<B> {
             .decide(header, now, &mut device_id, &mut fingerprint)
             .await;
         match decided {
-            Ok((certificate, returned_existing)) => {
+            Ok((certificate, returned_existing, superseded)) => {
                 // Registration (idempotent: it also heals one that failed after an earlier
                 // record) and the audit record are awaited together, so they share a
                 // group commit instead of waiting for two.
@@ -162,6 +162,9 @@ impl<B: Adapters> Provisioner<B> {
                     self.audit(now, device_id, remote_addr, fingerprint, outcome),
                 );
                 registered?;
+                if !superseded.is_empty() {
+                    self.retire(&certificate.device_id, &superseded).await;
+                }
                 self.answer(certificate, returned_existing).await
             }
             Err(error) => {
@@ -175,15 +178,15 @@ impl<B: Adapters> Provisioner<B> {
         }
     }
 
-    /// Everything up to a recorded certificate: the one to return, and whether it is the
-    /// device's current one returned unchanged.
+    /// Everything up to a recorded certificate: the one to return, whether it is the
+    /// device's current one returned unchanged, and the certificates it superseded.
     async fn decide(
         &self,
         header: Option<&str>,
         now: UnixTime,
         device_id: &mut Option<String>,
         fingerprint: &mut Option<String>,
-    ) -> Result<(CertificateRecord, bool), FlowError> {
+    ) -> Result<(CertificateRecord, bool, Vec<CertificateRecord>), FlowError> {
         let request = self
             .verifier
             .verify_header(header.unwrap_or(""))
@@ -202,15 +205,12 @@ impl<B: Adapters> Provisioner<B> {
         }
         request.check_registered_key(&device.public_key)?;
 
-        let rate_window_start = if self.settings.rate_limit.per_hour == 0 {
-            UnixTime::MAX
-        } else {
-            now - IssuanceRateLimit::WINDOW_SECS
-        };
+        // The last hour's certificates are read even with the rate limit off: the
+        // idempotency key below needs them.
         let held = self
             .ports
             .registry
-            .certificates_of(&device.device_id, rate_window_start)
+            .certificates_of(&device.device_id, now - IssuanceRateLimit::WINDOW_SECS)
             .await?;
         let held_view: Vec<HeldCertificate> = held
             .iter()
@@ -221,7 +221,7 @@ impl<B: Adapters> Provisioner<B> {
                 not_after: c.not_after,
             })
             .collect();
-        let certificate =
+        let (certificate, superseded) =
             match self
                 .settings
                 .profile
@@ -234,7 +234,7 @@ impl<B: Adapters> Provisioner<B> {
                         .ok_or_else(|| {
                             PortError::Internal("the returned certificate vanished".into())
                         })?;
-                    return Ok((existing, true));
+                    return Ok((existing, true, Vec::new()));
                 }
                 ReissueDecision::IssueNew { supersede } => {
                     let issued_at: Vec<UnixTime> = held.iter().map(|c| c.issued_at).collect();
@@ -244,7 +244,12 @@ impl<B: Adapters> Provisioner<B> {
                     let signed = self
                         .ports
                         .authority
-                        .issue(&request, &self.settings.profile, now)
+                        .issue(
+                            &request,
+                            &idempotency_key(&request.fingerprint, &held),
+                            &self.settings.profile,
+                            now,
+                        )
                         .await?;
                     let record = CertificateRecord {
                         certificate_id: hex::encode(Sha256::digest(&signed.der)),
@@ -261,14 +266,38 @@ impl<B: Adapters> Provisioner<B> {
                     };
                     // Durable before the device sees it: a crash after this line leaves a
                     // recorded certificate the device never got, never the reverse.
+                    let superseded = held
+                        .into_iter()
+                        .filter(|c| supersede.contains(&c.certificate_id))
+                        .collect();
                     self.ports
                         .registry
                         .record_issuance(record.clone(), supersede, now)
                         .await?;
-                    record
+                    (record, superseded)
                 }
             };
-        Ok((certificate, false))
+        Ok((certificate, false, superseded))
+    }
+
+    /// Tells the CA and the MQTT side about superseded certificates, which the registry
+    /// already holds REVOKED. The device's new certificate is recorded and registered by
+    /// now, so a failure here does not withhold it: it is logged with the certificate ids
+    /// for the operator (`provisioner certs revoke` repeats the revocation).
+    async fn retire(&self, device_id: &str, superseded: &[CertificateRecord]) {
+        let (at_ca, at_broker) = tokio::join!(
+            self.ports.authority.retire(superseded),
+            self.ports.things.retire(device_id, superseded),
+        );
+        for (side, result) in [("CA", at_ca), ("thing registry", at_broker)] {
+            if let Err(e) = result {
+                let ids: Vec<&str> = superseded
+                    .iter()
+                    .map(|c| c.certificate_id.as_str())
+                    .collect();
+                tracing::error!(error = %e, device_id, superseded = ?ids, "the {side} did not revoke superseded certificates");
+            }
+        }
     }
 
     async fn answer(
@@ -312,6 +341,23 @@ impl<B: Adapters> Provisioner<B> {
             tracing::error!(error = %e, "the audit log refused an event");
         }
     }
+}
+
+/// The key a deduplicating CA (ACM Private CA's idempotency token) sees: the CSR's
+/// fingerprint and the ids of the device's current and last hour's certificates. A retry
+/// (the response was lost before the certificate was recorded) sends the same key and
+/// gets the certificate already minted; once that certificate is recorded, the device's
+/// next issuance (a renewal, or after a revocation) sends another key and gets a new one.
+fn idempotency_key(fingerprint: &str, held: &[CertificateRecord]) -> String {
+    let mut ids: Vec<&str> = held.iter().map(|c| c.certificate_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut hasher = Sha256::new();
+    hasher.update(fingerprint.as_bytes());
+    for id in ids {
+        hasher.update(b"\n");
+        hasher.update(id.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// Failed requests per client address in a sliding minute, in memory: a factory line may
@@ -383,6 +429,41 @@ mod tests {
         assert_eq!(limiter.blocked("10.0.0.1", 130), Some(30));
         assert_eq!(limiter.blocked("10.0.0.2", 130), None);
         assert_eq!(limiter.blocked("10.0.0.1", 160), None);
+    }
+
+    fn record(certificate_id: &str) -> CertificateRecord {
+        CertificateRecord {
+            certificate_id: certificate_id.into(),
+            device_id: "d".into(),
+            serial: "01".into(),
+            issuer: "ca".into(),
+            public_key: provisioner_core::DeviceKey::parse(
+                "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKxzv1M4V0MGZz6W8p2PzIU5qwsWRYSG4zwWp8Eu9Isd8PPiM4v96F0bi7Fs45ejsClKfh4IvbKwPDf4cXxUpKA==",
+            )
+            .unwrap(),
+            issued_at: 0,
+            not_before: 0,
+            not_after: 1,
+            status: CertificateStatus::Active,
+            revoked: None,
+            certificate_pem: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_retry_keeps_the_idempotency_key_and_the_next_issuance_changes_it() {
+        let first = idempotency_key("f1", &[record("a"), record("b")]);
+        assert_eq!(first, idempotency_key("f1", &[record("b"), record("a")]));
+        // The certificate minted for `first`, once recorded, is among the device's own.
+        assert_ne!(
+            first,
+            idempotency_key("f1", &[record("a"), record("b"), record("c")])
+        );
+        assert_ne!(first, idempotency_key("f2", &[record("a"), record("b")]));
+        assert_ne!(
+            idempotency_key("f1", &[]),
+            idempotency_key("f1", &[record("")])
+        );
     }
 
     #[test]

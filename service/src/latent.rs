@@ -2,10 +2,11 @@
 //! it fetches (and may fetch again) to collect the chain.
 //!
 //! The signature is HMAC-SHA256 over the certificate id and the expiry, keyed by a secret
-//! in the data directory, and is checked in constant time.
+//! in the data directory, and is checked in constant time. A [`CertificateStore`] (S3 on
+//! AWS) replaces the signed route with a URL of its own.
 
 use hmac::{Hmac, Mac};
-use provisioner_core::UnixTime;
+use provisioner_core::{PortError, UnixTime};
 use sha2::Sha256;
 
 /// Why a retrieval URL was refused.
@@ -19,6 +20,37 @@ pub enum RetrievalError {
     /// The URL's expiry has passed.
     #[error("the retrieval URL has expired: request a certificate again")]
     Expired,
+}
+
+/// What a [`CertificateStore`] returns: where the device fetches its certificate, and
+/// until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The URL the device fetches (no credentials needed).
+    pub url: String,
+    /// When it stops working, Unix seconds.
+    pub expires_at: UnixTime,
+}
+
+/// The future a [`CertificateStore`] returns (boxed, so the store can be a trait object
+/// chosen at run time).
+pub type PublishFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Publication, PortError>> + Send + 'a>,
+>;
+
+/// Where latent delivery (`POST /new?delivery=url`) leaves a certificate for the device to
+/// fetch: an S3 bucket on AWS. Without one, the answer is the service's own signed
+/// retrieval route ([`UrlSigner`]).
+pub trait CertificateStore: Send + Sync {
+    /// Stores `pem` (the certificate, then its chain) under `certificate_id` and answers
+    /// a URL valid for at most `ttl_secs` from `now`. Idempotent.
+    fn publish<'a>(
+        &'a self,
+        certificate_id: &'a str,
+        pem: &'a str,
+        ttl_secs: i64,
+        now: UnixTime,
+    ) -> PublishFuture<'a>;
 }
 
 /// Signs and checks retrieval URLs.
@@ -46,6 +78,11 @@ pub struct SignedPath {
 }
 
 impl UrlSigner {
+    /// How long the URLs live, in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
     /// A signer with `key` whose URLs live `ttl_secs`.
     ///
     /// # Errors

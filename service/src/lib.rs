@@ -9,6 +9,7 @@
 
 #[cfg(feature = "local")]
 pub mod admin;
+pub mod admin_auth;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -17,5 +18,5 @@ pub mod import;
 pub mod latent;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(test)]
-mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;

@@ -107,18 +107,33 @@ impl AuditLog for MemoryRegistry {
 }
 
 /// A CA that "signs" by numbering: its certificates are not X.509, which the flow never
-/// looks inside. Set `unavailable` to make it answer 503.
+/// looks inside. Like ACM Private CA, it answers a repeated idempotency key with the
+/// certificate it already minted. Set `unavailable` to make it answer 503.
 #[derive(Debug, Default)]
 pub struct CountingAuthority {
     issued: AtomicU64,
+    /// idempotency key -> (serial, when first used)
+    by_idempotency_key: Mutex<HashMap<String, (u64, UnixTime)>>,
     /// When set, `issue` fails as a throttled CA does.
     pub unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl CountingAuthority {
+    /// How long a key is remembered: ACM Private CA's idempotency tokens time out after
+    /// five minutes.
+    pub const IDEMPOTENCY_SECS: i64 = 300;
+
+    /// How many distinct certificates were minted.
+    pub fn minted(&self) -> u64 {
+        self.issued.load(Ordering::SeqCst)
+    }
 }
 
 impl CertificateAuthority for CountingAuthority {
     fn issue(
         &self,
         request: &VerifiedCsr,
+        idempotency_key: &str,
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
@@ -128,7 +143,15 @@ impl CertificateAuthority for CountingAuthority {
                 retry_after_secs: 7,
             })
         } else {
-            let serial = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut keys = lock(&self.by_idempotency_key);
+            let serial = match keys.get(idempotency_key) {
+                Some(&(serial, at)) if now - at < Self::IDEMPOTENCY_SECS => serial,
+                _ => {
+                    let serial = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    keys.insert(idempotency_key.to_owned(), (serial, now));
+                    serial
+                }
+            };
             let (not_before, not_after) = profile.validity_at(now);
             Ok(SignedCertificate {
                 der: format!("{}/{serial}", request.device_id).into_bytes(),

@@ -181,7 +181,7 @@ async fn issues_a_certificate_for_the_csrs_key_that_openssl_verifies() {
             "device-0001",
             &IssuanceProfile::default(),
             NOW,
-            &idempotency_token(&fingerprint, 0),
+            &idempotency_token(&format!("{fingerprint}:0")),
         )
         .await
         .unwrap();
@@ -271,7 +271,7 @@ async fn revokes_by_serial() {
                 "device-0003",
                 &profile,
                 NOW,
-                &idempotency_token(&fingerprint, count),
+                &idempotency_token(&format!("{fingerprint}:{count}")),
             )
             .await
             .unwrap();

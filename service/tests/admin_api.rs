@@ -28,41 +28,9 @@ use tower::ServiceExt;
 
 const NOW: i64 = 1_800_000_000;
 
-/// Every route: method, a concrete path, and the path as the OpenAPI document names it.
-const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/admin/api/devices", "/devices"),
-    ("GET", "/admin/api/devices/dev-1", "/devices/{deviceId}"),
-    ("POST", "/admin/api/devices/import", "/devices/import"),
-    (
-        "POST",
-        "/admin/api/devices/dev-1/disable",
-        "/devices/{deviceId}/disable",
-    ),
-    (
-        "POST",
-        "/admin/api/devices/dev-1/enable",
-        "/devices/{deviceId}/enable",
-    ),
-    ("GET", "/admin/api/certificates", "/certificates"),
-    (
-        "GET",
-        "/admin/api/certificates/abc",
-        "/certificates/{certificateId}",
-    ),
-    (
-        "POST",
-        "/admin/api/certificates/abc/revoke",
-        "/certificates/{certificateId}/revoke",
-    ),
-    ("GET", "/admin/api/ca", "/ca"),
-    ("GET", "/admin/api/ca/crl", "/ca/crl"),
-    ("GET", "/admin/api/ca/rotation", "/ca/rotation"),
-    ("GET", "/admin/api/audit", "/audit"),
-    ("GET", "/admin/api/stats/issuance", "/stats/issuance"),
-    ("GET", "/admin/api/openapi.json", "/openapi.json"),
-    // Last: it starts a rotation.
-    ("POST", "/admin/api/ca/rotate", "/ca/rotate"),
-];
+#[path = "support/admin_routes.rs"]
+mod admin_routes;
+use admin_routes::ROUTES;
 
 /// A clock the test moves.
 #[derive(Debug)]
@@ -1055,7 +1023,7 @@ async fn the_dashboard_placeholder_says_how_to_build_it_under_a_strict_csp() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(answer.body.contains("bash scripts/build-dashboard.sh"));
+    assert!(answer.body.contains(admin::DASHBOARD_BUILD_COMMAND));
     assert!(!answer.body.contains("<script") && !answer.body.contains("style="));
 }
 

@@ -149,7 +149,7 @@ async fn a_device_certificate_verifies_with_openssl_and_has_exactly_the_profile(
     let profile = IssuanceProfile::default();
     let issued_at = now();
 
-    let signed = CertificateAuthority::issue(&ca.authority, &request, &profile, issued_at)
+    let signed = CertificateAuthority::issue(&ca.authority, &request, "key", &profile, issued_at)
         .await
         .unwrap();
     write(&ca.work, "leaf.pem", &signed.pem);

@@ -25,6 +25,7 @@ use provisioner_service::local::registry::{
     ImportItem, ImportOptions, ImportSummary, RegistryError, SqliteRegistry,
 };
 
+use super::Backend;
 use crate::Global;
 
 /// Rows handed from the parsing thread to the inserting one at a time.
@@ -63,6 +64,11 @@ pub struct ImportArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Where to import: `local` (the data directory's SQLite registry, one transaction)
+    /// or `aws` (the DynamoDB devices table of `PROVISIONER_TABLE_PREFIX`, in idempotent
+    /// batches: a failed import is finished by running it again).
+    #[arg(long, env = "PROVISIONER_BACKEND", value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
 }
 
 fn parse_format(name: &str) -> Result<ManifestFormat, String> {
@@ -129,6 +135,14 @@ impl ImportArgs {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
+        if self.backend == Backend::Aws {
+            let options = ImportOptions {
+                replace: self.replace,
+                dry_run: self.dry_run,
+                now: SystemClock.now(),
+            };
+            return import_aws(&reader, &manifests, &options).await;
+        }
         global.data_dir.ensure_exists().with_context(|| {
             format!(
                 "cannot create the data directory {}",
@@ -160,6 +174,45 @@ impl ImportArgs {
         }
         Ok(summary)
     }
+}
+
+/// Imports into the DynamoDB registry of the AWS deployment the environment describes.
+#[cfg(feature = "aws")]
+async fn import_aws(
+    reader: &ManifestReader,
+    manifests: &[Manifest],
+    options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    use provisioner_service::aws::config::AwsSettings;
+    use provisioner_service::aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
+
+    let settings = AwsSettings::from_env()?;
+    let registry =
+        DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&settings.table_prefix)).await;
+    let mut items = Vec::new();
+    for manifest in manifests {
+        let source = manifest.name.as_str();
+        match reader.read(&manifest.bytes) {
+            Err(error) => items.push(ImportItem {
+                source,
+                entry: Err(ManifestEntryError::new(0, None, &error)),
+            }),
+            Ok(entries) => items.extend(entries.map(|entry| ImportItem { source, entry })),
+        }
+    }
+    registry
+        .import(items, options)
+        .await
+        .with_context(|| format!("the import into {}devices failed", settings.table_prefix))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn import_aws(
+    _reader: &ManifestReader,
+    _manifests: &[Manifest],
+    _options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    anyhow::bail!(super::NO_AWS_FEATURE)
 }
 
 /// Parses on a second thread and inserts on this one, in one transaction.

@@ -1,6 +1,6 @@
 //! `provisioner serve`: the provisioning service on the local adapters: the device API,
 //! the admin API under `/admin/api` (bearer token: `provisioner admin token`), and the
-//! dashboard's page at `/`.
+//! dashboard at `/` (`--dashboard-dir`, built by `bash scripts/build-ui.sh`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,11 +10,13 @@ use anyhow::Context;
 use clap::Args;
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
 use provisioner_service::admin::{self, AdminContext};
+use provisioner_service::admin_auth::JwtValidator;
 use provisioner_service::api::{router, DeviceApi};
 use provisioner_service::flow::{FlowSettings, Provisioner};
 use provisioner_service::latent::UrlSigner;
 use provisioner_service::local::LocalAdapters;
 
+use super::Backend;
 use crate::Global;
 
 const DAY: i64 = 24 * 60 * 60;
@@ -52,17 +54,63 @@ pub struct ServeArgs {
     /// Accept P-384 device keys signed with SHA-384.
     #[arg(long, env = "PROVISIONER_ALLOW_P384")]
     allow_p384: bool,
+    /// Also accept, on the admin API, ID tokens of this Cognito user pool
+    /// (`https://cognito-idp.REGION.amazonaws.com/POOL_ID`); the admin token stays valid.
+    #[arg(
+        long,
+        env = "PROVISIONER_ADMIN_JWT_ISSUER",
+        requires = "admin_jwt_audience"
+    )]
+    admin_jwt_issuer: Option<String>,
+    /// The app client id those ID tokens must be issued to (their `aud`).
+    #[arg(
+        long,
+        env = "PROVISIONER_ADMIN_JWT_AUDIENCE",
+        requires = "admin_jwt_issuer"
+    )]
+    admin_jwt_audience: Option<String>,
+    /// Accept only users in this Cognito group (`cognito:groups`).
+    #[arg(
+        long,
+        env = "PROVISIONER_ADMIN_JWT_GROUP",
+        requires = "admin_jwt_issuer"
+    )]
+    admin_jwt_group: Option<String>,
+    /// The built dashboard (Trunk's output, `bash scripts/build-ui.sh`), served at `/`;
+    /// read at start. Without an `index.html` there, `/` says how to build it.
+    #[arg(
+        long,
+        env = "PROVISIONER_DASHBOARD_DIR",
+        default_value = "admin-ui/dist"
+    )]
+    dashboard_dir: std::path::PathBuf,
+    /// Which adapters serve: `local` (SQLite registry and on-disk CA in the data
+    /// directory) or `aws` (DynamoDB, ACM Private CA or IoT Core, IoT Core things; set up
+    /// by the `PROVISIONER_*` and `AWS_*` variables of the deployment, with
+    /// `AWS_ENDPOINT_URL` for a stand-in such as moto). `aws` needs a build with
+    /// `--features aws`; it serves the device API only (the admin API is local-only).
+    #[arg(long, env = "PROVISIONER_BACKEND", value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+    /// With `--backend aws`: create the DynamoDB tables when absent (to try the service
+    /// against moto, dynalite or a fresh account without deploying the template).
+    #[arg(long)]
+    create_tables: bool,
 }
 
 impl ServeArgs {
     /// Binds, initialises a fresh data directory, and serves until SIGINT or SIGTERM.
     pub async fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
+        // A wrong JWT setting stops us before anything listens or is created.
+        let jwt = self.admin_jwt_validator()?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let address = listener.local_addr()?;
         // The first line, which scripts and tests wait for.
         say(&format!("listening on http://{address}"));
+        if self.backend == Backend::Aws {
+            return self.serve_aws(listener, global).await;
+        }
 
         let data_dir = &global.data_dir;
         let created = provisioner_service::local::initialise(data_dir)?;
@@ -77,7 +125,77 @@ impl ServeArgs {
             ));
         }
 
-        let settings = FlowSettings {
+        let settings = self.flow_settings();
+        let ports = LocalAdapters::open(data_dir)?;
+        let mut admin = AdminContext::new(ports.registry.clone(), data_dir.clone());
+        if let Some(validator) = jwt {
+            tracing::info!(
+                issuer = validator.issuer(),
+                "admin API: Cognito ID tokens accepted"
+            );
+            admin = admin.with_jwt(validator);
+        }
+        let url_key = data_dir.url_signing_key()?.bytes;
+        let api = DeviceApi::<LocalAdapters> {
+            provisioner: Provisioner::new(ports, settings),
+            url_signer: UrlSigner::new(&url_key, i64::from(self.retrieval_ttl_secs))
+                .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
+            public_url: format!("http://{address}"),
+            certificate_store: None,
+        };
+        let dashboard = admin::Dashboard::load(&self.dashboard_dir).with_context(|| {
+            format!(
+                "cannot read the dashboard in {}",
+                self.dashboard_dir.display()
+            )
+        })?;
+        match &dashboard {
+            Some(_) => say(&format!(
+                "dashboard: http://{address}/ (from {})",
+                self.dashboard_dir.display()
+            )),
+            None => say(&format!(
+                "dashboard: not built in {} (`{}` builds it); / says so",
+                self.dashboard_dir.display(),
+                admin::DASHBOARD_BUILD_COMMAND
+            )),
+        }
+        // The device API as it was, plus the admin API under /admin/api (bearer token)
+        // and the dashboard at /.
+        let app = router(Arc::new(api))
+            .merge(admin::router_with_dashboard(
+                Arc::new(admin),
+                dashboard.map(Arc::new),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the server failed")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl ServeArgs {
+    /// The Cognito ID-token validator of the `--admin-jwt-*` flags, if given.
+    fn admin_jwt_validator(&self) -> anyhow::Result<Option<JwtValidator>> {
+        let (Some(issuer), Some(audience)) = (&self.admin_jwt_issuer, &self.admin_jwt_audience)
+        else {
+            return Ok(None);
+        };
+        let mut validator = JwtValidator::new(issuer, audience)?;
+        if let Some(group) = &self.admin_jwt_group {
+            validator = validator.with_required_group(group)?;
+        }
+        Ok(Some(validator))
+    }
+}
+
+impl ServeArgs {
+    fn flow_settings(&self) -> FlowSettings {
+        FlowSettings {
             profile: IssuanceProfile {
                 csr: CsrPolicy {
                     allow_p384: self.allow_p384,
@@ -91,29 +209,70 @@ impl ServeArgs {
                 per_hour: self.rate_limit,
             },
             failures_per_minute: self.failed_rate_limit,
-            endpoint: self.mqtt_endpoint,
-        };
-        let ports = LocalAdapters::open(data_dir)?;
-        let admin = AdminContext::new(ports.registry.clone(), data_dir.clone());
+            endpoint: self.mqtt_endpoint.clone(),
+        }
+    }
+
+    /// The device API on the AWS adapters. Retrieval URLs are signed with the data
+    /// directory's key, as locally.
+    #[cfg(feature = "aws")]
+    async fn serve_aws(
+        self,
+        listener: tokio::net::TcpListener,
+        global: &Global,
+    ) -> anyhow::Result<ExitCode> {
+        use provisioner_service::aws::adapters::AwsAdapters;
+        use provisioner_service::aws::ca::IssuingCaStore;
+        use provisioner_service::aws::config::AwsSettings;
+        use provisioner_service::aws::s3::S3RetrievalStore;
+
+        let address = listener.local_addr()?;
+        let aws = AwsSettings::from_env()?;
+        let ports = AwsAdapters::connect(&aws)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set up the AWS adapters: {e}"))?;
+        if self.create_tables {
+            ports.registry.create_tables().await?;
+            ports.things.create_registrations_table().await?;
+            let dynamo = ports.registry.client().clone();
+            IssuingCaStore::new(dynamo, aws.config_table())
+                .ensure_config_table()
+                .await?;
+            say(&format!("tables ready (prefix {})", aws.table_prefix));
+        }
+        say(&format!(
+            "backend aws: issuance {}, regions {}, tables {}*",
+            aws.issuance_mode.name(),
+            aws.regions.join(","),
+            aws.table_prefix
+        ));
+        let data_dir = &global.data_dir;
+        data_dir.ensure_exists()?;
         let url_key = data_dir.url_signing_key()?.bytes;
-        let api = DeviceApi::<LocalAdapters> {
-            provisioner: Provisioner::new(ports, settings),
+        let api = DeviceApi::<AwsAdapters> {
+            provisioner: Provisioner::new(ports, self.flow_settings()),
             url_signer: UrlSigner::new(&url_key, i64::from(self.retrieval_ttl_secs))
                 .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
             public_url: format!("http://{address}"),
+            certificate_store: S3RetrievalStore::for_settings(&aws).await,
         };
-        // The device API as it was, plus the admin API under /admin/api (bearer token)
-        // and the dashboard's page at /.
-        let app = router(Arc::new(api))
-            .merge(admin::router(Arc::new(admin)))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
+        let app = router(Arc::new(api)).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%address, "serving the device API on the AWS adapters");
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("the server failed")?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn serve_aws(
+        self,
+        _listener: tokio::net::TcpListener,
+        _global: &Global,
+    ) -> anyhow::Result<ExitCode> {
+        anyhow::bail!(super::NO_AWS_FEATURE)
     }
 }
 

@@ -1,27 +1,19 @@
 //! The ACM Private CA authority: device certificates signed by an AWS Private CA
 //! (`IssueCertificate`, then `GetCertificate`), the chain devices need, and revocation.
 //!
-//! # Not yet the `CertificateAuthority` port
-//!
-//! [`AcmPcaAuthority`] does **not** implement [`CertificateAuthority`] yet, on purpose.
-//! ACM PCA signs a CSR, not a key: `IssueCertificate` needs the device's CSR bytes, and the
-//! port's `issue` only passes the [`VerifiedCsr`] (device id, key, fingerprint), which does
-//! not carry them. The core is not changed here, so the adapter's real operation is the
-//! inherent [`AcmPcaAuthority::issue_csr`], which takes the CSR DER. The next step extends
-//! the port so the flow hands the CSR bytes it has already verified to the authority
-//! (e.g. a `csr_der` field on `VerifiedCsr`, or an extra argument to `issue`); `issue`
-//! then becomes `issue_csr` with the token from [`idempotency_token`]. Until then no flow
-//! can use this adapter.
+//! [`AcmPcaAuthority`] implements the [`CertificateAuthority`] port: `issue` sends the
+//! CSR bytes the flow verified ([`VerifiedCsr::der`]) with an idempotency token from the
+//! flow's key, and `retire` revokes superseded certificates so the CA's CRL lists them.
 //!
 //! # Idempotency
 //!
 //! `IssueCertificate` takes an `IdempotencyToken` (at most 36 characters): the same token
-//! within a few minutes returns the same certificate instead of signing a second one.
-//! [`idempotency_token`] derives it from the CSR fingerprint and the device's issuance
-//! count (how many certificates the registry has recorded for it): a retry of the same
+//! within five minutes returns the same certificate instead of signing a second one.
+//! [`idempotency_token`] hashes the flow's idempotency key (the CSR fingerprint and the
+//! device's current and last hour's certificates) to 32 hex digits: a retry of the same
 //! request (same CSR, nothing recorded since) repeats the token and never mints a second
-//! certificate; a renewal (one more certificate recorded) changes it and does. The two
-//! are hashed (SHA-256) and the hex truncated to 32 characters to fit the limit.
+//! certificate; a renewal, or a request after a revocation, has one more certificate in
+//! the device's history, so another token, and gets a new certificate.
 //!
 //! # Waiting for the certificate
 //!
@@ -66,8 +58,7 @@ use provisioner_core::{
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-#[cfg(doc)]
-use provisioner_core::{CertificateAuthority, VerifiedCsr};
+use provisioner_core::{CertificateAuthority, CertificateRecord, VerifiedCsr};
 
 /// The PCA template for device certificates: end entity, clientAuth only.
 pub const END_ENTITY_CLIENT_AUTH_TEMPLATE: &str =
@@ -192,14 +183,10 @@ where
 // Request building (pure, unit-tested)
 // ---------------------------------------------------------------------------------
 
-/// The idempotency token of an issuance: the first 32 hex digits of
-/// SHA-256(`fingerprint` `:` `issuance_count`), where `fingerprint` is the CSR's
-/// ([`VerifiedCsr::fingerprint`]) and `issuance_count` how many certificates the device has
-/// been issued so far. Same request retried → same token → same certificate; renewal →
-/// new count → new token → new certificate.
-pub fn idempotency_token(fingerprint: &str, issuance_count: u64) -> String {
-    let digest = Sha256::digest(format!("{fingerprint}:{issuance_count}").as_bytes());
-    let mut token = hex::encode(digest);
+/// The `IdempotencyToken` for the flow's `idempotency_key`: the first 32 hex digits of
+/// its SHA-256, so any key fits PCA's limit.
+pub fn idempotency_token(idempotency_key: &str) -> String {
+    let mut token = hex::encode(Sha256::digest(idempotency_key.as_bytes()));
     token.truncate(32);
     token
 }
@@ -363,8 +350,7 @@ fn parse_signed(pem: &str, issuer: &str) -> Result<(SignedCertificate, DeviceKey
 // The authority
 // ---------------------------------------------------------------------------------
 
-/// Device certificates from an ACM Private CA (see the module docs; not yet the
-/// [`CertificateAuthority`] port).
+/// Device certificates from an ACM Private CA (see the module docs).
 ///
 /// Cheap to clone: clones share the SDK client and the cached chain.
 #[derive(Debug, Clone)]
@@ -567,7 +553,8 @@ impl AcmPcaAuthority {
 
     /// Revokes the certificate with serial `serial_hex` (any case, `:` separators
     /// accepted; sent as [`pca_serial`] formats it) for `reason`: `RevokeCertificate`.
-    /// PCA lists it on the CRL (when the CA has one configured; moto makes none).
+    /// PCA lists it on the CRL (when the CA has one configured; moto makes none). A
+    /// certificate already revoked is not an error.
     ///
     /// # Errors
     /// [`PortError::Internal`] for a serial that is not hex, for certificateHold (PCA
@@ -579,14 +566,53 @@ impl AcmPcaAuthority {
     ) -> Result<(), PortError> {
         let serial = pca_serial(serial_hex)?;
         let reason = pca_reason(reason)?;
-        self.client
+        let result = self
+            .client
             .revoke_certificate()
             .certificate_authority_arn(&self.config.certificate_authority_arn)
             .certificate_serial(serial)
             .revocation_reason(reason)
             .send()
-            .await
-            .map_err(|e| sdk_error("RevokeCertificate", &e))?;
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already revoked: what was asked holds (revocation is idempotent here).
+            Err(e) if e.code() == Some("RequestAlreadyProcessedException") => Ok(()),
+            Err(e) => Err(sdk_error("RevokeCertificate", &e).into()),
+        }
+    }
+}
+
+impl CertificateAuthority for AcmPcaAuthority {
+    async fn issue(
+        &self,
+        request: &VerifiedCsr,
+        idempotency_key: &str,
+        profile: &IssuanceProfile,
+        now: UnixTime,
+    ) -> Result<SignedCertificate, PortError> {
+        self.issue_csr(
+            &request.der,
+            &request.device_id,
+            profile,
+            now,
+            &idempotency_token(idempotency_key),
+        )
+        .await
+    }
+
+    async fn chain_pem(&self) -> Result<String, PortError> {
+        AcmPcaAuthority::chain_pem(self).await
+    }
+
+    /// Revokes, reason superseded, each certificate this CA issued; one another CA issued
+    /// (before a CA rotation) is left to that CA's rotation.
+    async fn retire(&self, superseded: &[CertificateRecord]) -> Result<(), PortError> {
+        let own = self.config.certificate_authority_id();
+        for certificate in superseded.iter().filter(|c| c.issuer == own) {
+            self.revoke(&certificate.serial, RevocationReason::Superseded)
+                .await?;
+        }
         Ok(())
     }
 }
@@ -633,12 +659,11 @@ mod tests {
     }
 
     #[test]
-    fn tokens_repeat_for_retries_change_for_renewals_and_fit_pca() {
-        let fingerprint = "ab".repeat(32);
-        let first = idempotency_token(&fingerprint, 3);
-        assert_eq!(first, idempotency_token(&fingerprint, 3));
-        assert_ne!(first, idempotency_token(&fingerprint, 4));
-        assert_ne!(first, idempotency_token(&"cd".repeat(32), 3));
+    fn tokens_repeat_for_the_same_key_and_fit_pca() {
+        let key = "ab".repeat(32);
+        let first = idempotency_token(&key);
+        assert_eq!(first, idempotency_token(&key));
+        assert_ne!(first, idempotency_token(&"cd".repeat(32)));
         assert_eq!(first.len(), 32);
         assert!(first.len() <= MAX_IDEMPOTENCY_TOKEN_LEN);
         assert!(first.chars().all(|c| c.is_ascii_hexdigit()));

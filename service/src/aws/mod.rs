@@ -3,13 +3,30 @@
 //!
 //! - [`dynamodb`]: [`DynamoDbRegistry`](dynamodb::DynamoDbRegistry), the device registry
 //!   and audit log in DynamoDB tables, and the manifest import into them.
+//! - [`adapters`]: [`AwsAdapters`](adapters::AwsAdapters), the whole adapter set built
+//!   from [`AwsSettings`](config::AwsSettings) ([`config`]), for the Lambdas and
+//!   `provisioner serve --backend aws`.
 //! - [`acm_pca`]: [`AcmPcaAuthority`](acm_pca::AcmPcaAuthority), device certificates from
-//!   an ACM Private CA (inherent methods; not yet the `CertificateAuthority` port, which
-//!   does not pass the CSR bytes PCA needs).
+//!   an ACM Private CA.
+//! - [`s3`]: [`S3RetrievalStore`](s3::S3RetrievalStore), latent delivery: certificates
+//!   in an S3 bucket, fetched through pre-signed URLs.
+//! - [`iot`]: [`IotThingRegistry`](iot::IotThingRegistry), things, policy and device
+//!   certificates in IoT Core of every configured region (the serving one before the
+//!   device is answered, the others tracked in a registrations table), and
+//!   [`IotCoreAuthority`](iot::IotCoreAuthority), certificates from IoT Core's own CA.
+//! - [`ca`]: the PKI admin's steps: [`IssuingCaAdmin`](ca::IssuingCaAdmin) creates,
+//!   installs and registers the issuing ACM Private CA and rotates it with cascading
+//!   revocation; [`IssuingCaStore`](ca::IssuingCaStore), the issuing CA the service reads
+//!   at run time from the config table.
 //!
 //! Clients are built from the standard AWS configuration (environment, profile, role);
 //! `AWS_ENDPOINT_URL` points them at a stand-in such as moto's server
 //! (`scripts/moto.sh`, `scripts/test-aws.sh`).
 
 pub mod acm_pca;
+pub mod adapters;
+pub mod ca;
+pub mod config;
 pub mod dynamodb;
+pub mod iot;
+pub mod s3;

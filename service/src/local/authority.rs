@@ -868,6 +868,7 @@ impl CertificateAuthority for LocalAuthority {
     fn issue(
         &self,
         request: &VerifiedCsr,
+        _idempotency_key: &str,
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {

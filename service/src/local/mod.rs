@@ -179,6 +179,7 @@ impl CertificateAuthority for CurrentAuthority {
     fn issue(
         &self,
         request: &VerifiedCsr,
+        _idempotency_key: &str,
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {

@@ -1,0 +1,142 @@
+//! Devices: the registry, searchable by id prefix and status, a page at a time; enabling
+//! and disabling; and the manifest import.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::api::{ApiError, Device, Page, Session};
+use crate::pages::import::ImportPanel;
+use crate::ui::{fetched, short, Badge, Empty, ErrorMessage, Load, Loading};
+
+/// Devices per page.
+pub const DEVICES_PER_PAGE: usize = 25;
+
+/// The devices page.
+#[component]
+pub fn DevicesPage(
+    /// The signed-in session.
+    session: Session,
+) -> impl IntoView {
+    let prefix = RwSignal::new(String::new());
+    let status = RwSignal::new(String::new());
+    // The cursors of the pages before this one (to go back) and of this one.
+    let earlier = RwSignal::new(Vec::<Option<String>>::new());
+    let cursor = RwSignal::new(None::<String>);
+    let refresh = RwSignal::new(0_u32);
+    let action_error = RwSignal::new(None::<ApiError>);
+    let devices = fetched(
+        move || {
+            refresh.track();
+            (prefix.get(), status.get(), cursor.get())
+        },
+        move |(prefix, status, cursor)| async move {
+            let mut query = format!("devices?limit={DEVICES_PER_PAGE}");
+            if !prefix.is_empty() {
+                query.push_str(&format!(
+                    "&prefix={}",
+                    String::from(js_sys::encode_uri_component(&prefix))
+                ));
+            }
+            if !status.is_empty() {
+                query.push_str(&format!("&status={status}"));
+            }
+            if let Some(c) = cursor {
+                query.push_str(&format!("&cursor={c}"));
+            }
+            session.get_json::<Page<Device>>(&query).await
+        },
+    );
+    // A new search starts at the first page.
+    let restart = move || {
+        earlier.set(Vec::new());
+        cursor.set(None);
+    };
+    let toggle = move |device: Device| {
+        let action = if device.enabled { "disable" } else { "enable" };
+        spawn_local(async move {
+            let path = format!(
+                "devices/{}/{action}",
+                String::from(js_sys::encode_uri_component(&device.device_id))
+            );
+            match session.post_json::<Device>(&path, None).await {
+                Ok(_) => {
+                    action_error.set(None);
+                    refresh.update(|n| *n += 1);
+                }
+                Err(e) => action_error.set(Some(e)),
+            }
+        });
+    };
+    let table = move || match devices.get() {
+        Load::Loading => view! { <Loading what="devices"/> }.into_any(),
+        Load::Failed(e) => view! { <ErrorMessage error=e/> }.into_any(),
+        Load::Ready(page) if page.items.is_empty() => {
+            let text = if prefix.with(String::is_empty) && status.with(String::is_empty) {
+                "No devices yet. Import the manufacturer's manifest above."
+            } else {
+                "No device matches this search."
+            };
+            view! { <Empty text=text/> }.into_any()
+        }
+        Load::Ready(page) => {
+            let next = page.next_cursor.clone();
+            let rows = page
+                .items
+                .into_iter()
+                .map(|d| {
+                    let label = if d.enabled { "Disable" } else { "Enable" };
+                    let state = if d.enabled { "enabled" } else { "disabled" };
+                    let for_click = d.clone();
+                    view! {
+                        <tr>
+                            <td class="mono">{d.device_id.clone()}</td>
+                            <td><Badge status=state/></td>
+                            <td class="mono" title=d.key_fingerprint.clone()>{short(&d.key_fingerprint, 16)}</td>
+                            <td>{d.source_manifest.clone().unwrap_or_default()}</td>
+                            <td>{crate::ui::human_time(&d.imported_at)}</td>
+                            <td><button class="small" on:click=move |_| toggle(for_click.clone())>{label}</button></td>
+                        </tr>
+                    }
+                })
+                .collect::<Vec<_>>();
+            view! {
+                <table class="devices">
+                    <thead><tr>
+                        <th>"Device id"</th><th>"Status"</th><th>"Key fingerprint"</th>
+                        <th>"Manifest"</th><th>"Imported"</th><th></th>
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+                <div class="pager">
+                    <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
+                        let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
+                        cursor.set(previous);
+                    }>"Previous"</button>
+                    <button disabled=next.is_none() on:click=move |_| {
+                        earlier.update(|e| e.push(cursor.get_untracked()));
+                        cursor.set(next.clone());
+                    }>"Next"</button>
+                </div>
+            }
+            .into_any()
+        }
+    };
+    view! {
+        <section class="page">
+            <h2>"Devices"</h2>
+            <ImportPanel session=session on_imported=move || refresh.update(|n| *n += 1)/>
+            <div class="filters">
+                <input type="search" placeholder="Device id starts with…" aria-label="Device id prefix"
+                    prop:value=move || prefix.get()
+                    on:input=move |ev| { restart(); prefix.set(event_target_value(&ev)); }/>
+                <select aria-label="Status" on:change=move |ev| { restart(); status.set(event_target_value(&ev)); }>
+                    <option value="">"All"</option>
+                    <option value="enabled">"Enabled"</option>
+                    <option value="disabled">"Disabled"</option>
+                </select>
+            </div>
+            {move || action_error.get().map(|e| view! { <ErrorMessage error=e/> })}
+            {table}
+        </section>
+    }
+}

@@ -1,0 +1,8 @@
+//! The dashboard's pages.
+
+pub mod activity;
+pub mod ca;
+pub mod certificates;
+pub mod devices;
+pub mod import;
+pub mod sign_in;

@@ -1,0 +1,394 @@
+"""Contract checks of the deployment templates that cfn-lint and `sam validate` cannot make.
+
+cfn-lint checks that the templates are valid CloudFormation; this checks that they deploy
+*this* service: the authorizer contract, the gateway responses devices see, the table keys
+the DynamoDB adapter uses, the environment the binaries read, least-privilege IAM, the
+CloudFront behaviours and the bucket settings. Each check names what it found.
+
+The admin API is optional (parameter EnableAdminApi, condition AdminApiEnabled, off by
+default while the admin-api Lambda does not exist): its resources are checked as they are
+(the translator keeps conditional resources, with their Condition), the CloudFront
+distribution both with the condition on and off, and a missing admin-api binary is
+reported, not a failure, as long as EnableAdminApi defaults to false.
+
+Runs offline with the SAM translator (the same one `sam validate` and `sam deploy` use):
+
+    $PROVISIONER_CACHE/sam-venv/bin/python infra/check_template.py [TEMPLATES_DIR]
+
+Exits 1 with one line per failed check.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
+
+ROOT = Path(__file__).resolve().parent.parent
+# The templates' directory: infra/, or another (the argument) to test this script on variants.
+INFRA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "infra"
+
+# Managed CloudFront policies (fixed ids, the same in every account).
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+
+# The tables of service/src/aws/dynamodb.rs (module docs) and config.rs: name -> keys.
+TABLES = {
+    "devices": {"hash": ("deviceId", "S")},
+    "certificates": {"hash": ("certificateId", "S")},
+    "audit": {"hash": ("day", "S"), "range": ("eventId", "S")},
+    "config": {"hash": ("name", "S")},
+    "registrations": {"hash": ("certificateId", "S"), "range": ("region", "S")},
+}
+# Secondary indexes: table -> (index, hash key, range key), all attributes projected.
+INDEXES = {
+    "certificates": ("byDevice", ("deviceId", "S"), ("issuedAt", "N")),  # dynamodb.rs BY_DEVICE_INDEX
+    "registrations": ("unfinished", ("queue", "S"), ("updatedAt", "N")),  # iot.rs UNFINISHED_INDEX
+}
+
+# Variables the binaries read that the template leaves at their defaults, and why.
+UNSET_ON_PURPOSE = {
+    # Retrieval URLs are relative (/certificates/...), which CloudFront serves; an absolute
+    # one would need the distribution's domain in the issuer's environment: a cycle
+    # (function -> distribution -> API -> function).
+    "PROVISIONER_PUBLIC_URL",
+    "PROVISIONER_RETRIEVAL_TTL_SECS",  # the default, 600 s
+    "PROVISIONER_RETRIEVAL_KEY",  # derived from the origin secret every function shares
+    # The default, true: the issuing CA is registered in IoT Core (`provisioner aws ca
+    # register`). Multi-account mode (false, devices connect with SNI) is not a template
+    # option yet.
+    "PROVISIONER_IOT_CA_REGISTERED",
+}
+
+# The Lambda binaries and the CodeUri convention (cargo lambda's output).
+FUNCTIONS = {
+    "AuthorizerFunction": "authorizer",
+    "IssuerFunction": "issuer",
+    "AdminApiFunction": "admin-api",
+}
+
+# The admin API's switch: parameter, condition, and the resources only it uses (logical
+# ids of the template as written; the translator's resources for AdminApi and
+# AdminApiFunction, e.g. AdminApiFunctionRole, start with these names too).
+ADMIN_PARAMETER = "EnableAdminApi"
+ADMIN_CONDITION = "AdminApiEnabled"
+ADMIN_ONLY = {"AdminApi", "AdminApiFunction", "AdminApiLogGroup", "AdminUserPool", "AdminUserPoolDomain",
+              "AdminUserPoolClient", "AdminCachePolicy"}
+ADMIN_OUTPUTS = {"AdminUserPoolId", "AdminUserPoolClientId", "AdminJwtIssuer", "AdminHostedUiUrl"}
+
+failures = []
+notices = []
+logging.disable(logging.WARNING)  # the translator's feature-toggle chatter
+
+
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+    return ok
+
+
+class NoManagedPolicies:
+    """The translator's managed-policy lookup, offline: the templates name none by name."""
+
+    def load(self):
+        return {}
+
+
+def load(name):
+    template, matches = decode(str(INFRA / name))
+    if matches:
+        sys.exit(f"{name}: {matches}")
+    raw = json.loads(json.dumps(template))  # plain dicts, for the raw-template checks
+    # As `sam validate` does: local code paths become an S3 location (sam deploy uploads).
+    packaged = json.loads(json.dumps(template))
+    for resource in packaged["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/key"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    translated = transform(packaged, {}, NoManagedPolicies())
+    return raw, translated["Resources"]
+
+
+def gateway_body(template_text):
+    """A gateway response template as JSON, with its $context variables filled in."""
+    text = template_text.replace("$context.error.messageString", '"quoted message"')
+    text = re.sub(r"\$context\.[A-Za-z.]+", "value", text)
+    return json.loads(text)
+
+
+def statements(resources, role):
+    for policy in resources[role]["Properties"].get("Policies", []):
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def iam_resource_types():
+    """cfn-lint's copy of the IAM service authorization reference: action -> resource types."""
+    import cfnlint.data.AdditionalSpecs as specs
+
+    data = json.loads((Path(specs.__file__).parent / "Policies.json").read_text())
+    return {
+        f"{service}:{action}": set(entry.get("Resources", []))
+        for service, body in data.items()
+        for action, entry in body.get("Actions", {}).items()
+    }
+
+
+def documented_variables():
+    """PROVISIONER_* variables the AWS binaries read, from their module docs."""
+    names = set()
+    for path in ["service/src/aws/config.rs", "lambdas/src/settings.rs"]:
+        file = ROOT / path
+        if file.exists():
+            docs = "\n".join(line for line in file.read_text().splitlines() if line.startswith("//!"))
+            names |= set(re.findall(r"`(PROVISIONER_[A-Z0-9_]+)`", docs))
+    return names
+
+
+def lambda_binaries():
+    """[[bin]] names of lambdas/Cargo.toml."""
+    cargo = ROOT / "lambdas" / "Cargo.toml"
+    if not cargo.exists():
+        return set()
+    return set(re.findall(r'\[\[bin\]\]\s*\nname\s*=\s*"([^"]+)"', cargo.read_text()))
+
+
+def resolve(value, condition, enabled):
+    """`value` with every Fn::If on `condition` decided: the chosen branch, AWS::NoValue dropped."""
+    no_value = {"Ref": "AWS::NoValue"}
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"} and value["Fn::If"][0] == condition:
+            return resolve(value["Fn::If"][1 if enabled else 2], condition, enabled)
+        resolved = {k: resolve(v, condition, enabled) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != no_value}
+    if isinstance(value, list):
+        return [v for v in (resolve(item, condition, enabled) for item in value) if v != no_value]
+    return value
+
+
+def check_admin_switch(raw, res):
+    """EnableAdminApi: off by default, and exactly the admin-only resources depend on it."""
+    parameter = raw["Parameters"].get(ADMIN_PARAMETER, {})
+    check(parameter.get("Default") == "false" and sorted(parameter.get("AllowedValues", [])) == ["false", "true"],
+          f"{ADMIN_PARAMETER} is true/false, default false: {parameter}")
+    check(raw.get("Conditions", {}).get(ADMIN_CONDITION) == {"Fn::Equals": [{"Ref": ADMIN_PARAMETER}, "true"]},
+          f"condition {ADMIN_CONDITION} is {ADMIN_PARAMETER} == true")
+    for logical, resource in raw["Resources"].items():
+        wanted = ADMIN_CONDITION if logical in ADMIN_ONLY else None
+        if wanted or resource.get("Condition") == ADMIN_CONDITION:
+            check(resource.get("Condition") == wanted,
+                  f"{logical} has Condition {resource.get('Condition')}, expected {wanted} "
+                  f"(admin-only: {sorted(ADMIN_ONLY)}; the device path never depends on the admin API)")
+    # What SAM generates (roles, permissions, stages, deployments) inherits the condition.
+    for logical, resource in res.items():
+        admin = any(logical.startswith(name) for name in ADMIN_ONLY)
+        check((resource.get("Condition") == ADMIN_CONDITION) == admin,
+              f"translated {logical} has Condition {resource.get('Condition')}")
+    for name, output in raw["Outputs"].items():
+        check((output.get("Condition") == ADMIN_CONDITION) == (name in ADMIN_OUTPUTS),
+              f"output {name} has Condition {output.get('Condition')}")
+
+
+def check_main():
+    raw, res = load("template.yaml")
+    raw_res = raw["Resources"]
+    check_admin_switch(raw, res)
+
+    # --- The device API: the authorizer contract and the gateway responses -------------
+    body = res["DeviceApi"]["Properties"]["Body"]
+    scheme = body["components"]["securitySchemes"]["DeviceAuthorizer"]["x-amazon-apigateway-authorizer"]
+    check(scheme.get("type") == "request", f"DeviceAuthorizer is a REQUEST authorizer: {scheme.get('type')}")
+    check(scheme.get("authorizerResultTtlInSeconds") == 0, "DeviceAuthorizer caches nothing (TTL 0)")
+    check("identitySource" not in scheme, "DeviceAuthorizer has no identity source (a missing header reaches it)")
+    paths = body["paths"]
+    check(paths.get("/new", {}).get("post", {}).get("security") == [{"DeviceAuthorizer": []}],
+          "POST /new goes through DeviceAuthorizer")
+    check(paths.get("/certificates/{id}", {}).get("get", {}).get("security") == [{"NONE": []}],
+          "GET /certificates/{id} has no authorizer (a signed URL)")
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    for kind in ["UNAUTHORIZED", "ACCESS_DENIED", "AUTHORIZER_FAILURE", "MISSING_AUTHENTICATION_TOKEN",
+                 "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"]:
+        if check(kind in responses, f"device API has a {kind} gateway response"):
+            parsed = gateway_body(responses[kind]["responseTemplates"]["application/json"])
+            check(set(parsed) == {"error", "message"}, f"{kind} answers JSON {{error, message}}: {parsed}")
+    if "UNAUTHORIZED" in responses:
+        check(responses["UNAUTHORIZED"].get("statusCode") == "404", "an unknown device is 404")
+        check(gateway_body(responses["UNAUTHORIZED"]["responseTemplates"]["application/json"])["error"]
+              == "unknown_device", "an unknown device is unknown_device")
+    if "ACCESS_DENIED" in responses:
+        check(responses["ACCESS_DENIED"].get("statusCode") == "403", "a denied request is 403")
+        check(responses["ACCESS_DENIED"]["responseTemplates"]["application/json"]
+              == '{"error":"$context.authorizer.error","message":"$context.authorizer.message"}',
+              "a denied request carries the authorizer's error and message")
+    # SAM wraps a conditional function's routes in Fn::If on its condition.
+    admin = resolve(res["AdminApi"]["Properties"]["Body"], ADMIN_CONDITION, True)
+    check(admin["paths"].get("/admin/api/{proxy+}", {}).get("x-amazon-apigateway-any-method", {})
+          .get("security") == [{"AdminCognito": []}], "the admin routes go through the Cognito authorizer")
+    check(admin["components"]["securitySchemes"]["AdminCognito"]["x-amazon-apigateway-authorizer"]["type"]
+          == "cognito_user_pools", "AdminCognito is a Cognito user pool authorizer")
+    check(not any(r["Type"] == "AWS::ApiGateway::Stage" and r["Properties"]["StageName"] == "Stage"
+                  for r in res.values()), "no stray SAM stage named Stage")
+
+    # --- DynamoDB ----------------------------------------------------------------------
+    rust = (ROOT / "service/src/aws/dynamodb.rs").read_text()
+    check(f'BY_DEVICE_INDEX: &str = "{INDEXES["certificates"][0]}"' in rust, "the index name matches dynamodb.rs")
+    iot_rs = ROOT / "service/src/aws/iot.rs"
+    if iot_rs.exists():
+        check(f'UNFINISHED_INDEX: &str = "{INDEXES["registrations"][0]}"' in iot_rs.read_text(),
+              "the index name matches iot.rs")
+    tables = {r["Properties"]["TableName"]["Fn::Sub"].replace("${TablePrefix}", ""): r["Properties"]
+              for r in raw_res.values() if r["Type"] == "AWS::DynamoDB::GlobalTable"}
+    check(set(tables) == set(TABLES), f"tables {sorted(tables)} are {sorted(TABLES)}")
+    for name, props in tables.items():
+        attributes = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+        keys = {k["KeyType"].lower(): (k["AttributeName"], attributes[k["AttributeName"]])
+                for k in props["KeySchema"]}
+        check(keys == TABLES.get(name), f"{name} keys {keys}")
+        check(props.get("BillingMode") == "PAY_PER_REQUEST", f"{name} is on demand")
+        check(props.get("SSESpecification", {}).get("SSEEnabled") is True, f"{name} has SSE")
+        replicas = [r for r in props["Replicas"] if "Region" in r] + [
+            r["Fn::If"][1] for r in props["Replicas"] if "Fn::If" in r]
+        check(all(r.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True
+                  for r in replicas), f"{name}: point-in-time recovery on every replica")
+        check(props["Replicas"][0]["Region"] == {"Ref": "AWS::Region"}, f"{name}: first replica is this region")
+    for name, props in tables.items():
+        attributes = {a["AttributeName"]: a["AttributeType"] for a in props.get("AttributeDefinitions", [])}
+        found = [(g["IndexName"], *[(k["AttributeName"], attributes.get(k["AttributeName"])) for k in g["KeySchema"]])
+                 for g in props.get("GlobalSecondaryIndexes", []) if g.get("Projection") == {"ProjectionType": "ALL"}]
+        check(found == ([INDEXES[name]] if name in INDEXES else []),
+              f"{name} indexes {found}, expected {INDEXES.get(name)} with all attributes")
+
+    # --- The environment every binary reads ----------------------------------------------
+    env = raw["Globals"]["Function"]["Environment"]["Variables"]
+    per_function = {name for r in raw_res.values() if r["Type"] == "AWS::Serverless::Function"
+                    for name in r["Properties"].get("Environment", {}).get("Variables", {})}
+    missing = documented_variables() - set(env) - per_function - UNSET_ON_PURPOSE
+    check(not missing, f"variables the binaries read but the template does not set: {sorted(missing)} "
+                       "(set them in Globals, or add them to UNSET_ON_PURPOSE with the reason)")
+    admin_env = raw_res["AdminApiFunction"]["Properties"]["Environment"]["Variables"]
+    check({"PROVISIONER_ADMIN_JWT_ISSUER", "PROVISIONER_ADMIN_JWT_AUDIENCE"} <= set(admin_env),
+          "the admin API is told the JWT issuer and audience")
+
+    # --- Functions and least privilege -------------------------------------------------
+    binaries = lambda_binaries()
+    resource_types = iam_resource_types()
+    admin_by_default = raw["Parameters"].get(ADMIN_PARAMETER, {}).get("Default") != "false"
+    for logical, binary in FUNCTIONS.items():
+        props = raw_res[logical]["Properties"]
+        check(props["CodeUri"] == f"../target/lambda/{binary}/", f"{logical} CodeUri {props['CodeUri']}")
+        if binary not in binaries:
+            missing = f"{logical}: lambdas/Cargo.toml declares no [[bin]] {binary!r} (it has {sorted(binaries)})"
+            if raw_res[logical].get("Condition") == ADMIN_CONDITION:
+                # Deployable only with EnableAdminApi=false: say so on every run, and fail
+                # once the default would deploy the missing binary.
+                admin = f"{missing}: {ADMIN_PARAMETER} must stay false until lambdas/ declares {binary}"
+                (failures if admin_by_default else notices).append(admin)
+            else:
+                failures.append(missing)
+        for statement in statements(res, f"{logical}Role"):
+            actions = as_list(statement["Action"])
+            check(not any("*" in a for a in actions), f"{logical}: no wildcard action in {actions}")
+            if "*" in as_list(statement["Resource"]):
+                scoped = [a for a in actions if resource_types.get(a.lower(), {"?"})]
+                check(not scoped, f"{logical}: Resource * only for actions without resource types, not {scoped}")
+                check("Condition" in statement, f"{logical}: a Resource * statement has a condition")
+    authorizer = [a for s in statements(res, "AuthorizerFunctionRole") for a in as_list(s["Action"])]
+    check(sorted(authorizer) == ["dynamodb:GetItem", "dynamodb:PutItem"],
+          f"the authorizer reads devices and writes audit only: {authorizer}")
+
+    # --- IoT policy ----------------------------------------------------------------------
+    iot = raw_res["DevicePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    granted = {a: s["Resource"]["Fn::Sub"] for s in iot for a in as_list(s["Action"])}
+    check(set(granted) == {"iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe"},
+          f"the device policy grants exactly connect/publish/receive/subscribe: {sorted(granted)}")
+    for action, resource in granted.items():
+        check("${!iot:Connection.Thing.ThingName}" in resource, f"{action} is scoped to the device's thing")
+    check(all(s.get("Condition") == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}} for s in iot),
+          "every device policy statement requires the certificate's thing attached")
+
+    # --- CloudFront ------------------------------------------------------------------------
+    # The distribution with the admin API off (the default) and on.
+    template_config = raw_res["Distribution"]["Properties"]["DistributionConfig"]
+    configs = {enabled: resolve(template_config, ADMIN_CONDITION, enabled) for enabled in (False, True)}
+    for enabled, config in configs.items():
+        # An entry under another condition shows as itself, and fails the comparison.
+        origins = sorted(str(o.get("Id", o)) for o in config["Origins"])
+        paths = sorted(str(b.get("PathPattern", b)) for b in config["CacheBehaviors"])
+        want_origins = ["admin-api", "dashboard", "device-api"] if enabled else ["dashboard", "device-api"]
+        want_paths = ["/admin/api/*", "/certificates/*", "/new"] if enabled else ["/certificates/*", "/new"]
+        check(origins == want_origins, f"{ADMIN_PARAMETER}={str(enabled).lower()}: origins {origins}")
+        check(paths == want_paths, f"{ADMIN_PARAMETER}={str(enabled).lower()}: behaviours {paths}")
+    check({k: v for k, v in configs[True].items() if k not in ("Origins", "CacheBehaviors")}
+          == {k: v for k, v in configs[False].items() if k not in ("Origins", "CacheBehaviors")}
+          and [o for o in configs[True]["Origins"] if o.get("Id") != "admin-api"] == configs[False]["Origins"]
+          and [b for b in configs[True]["CacheBehaviors"] if b.get("PathPattern") != "/admin/api/*"]
+          == configs[False]["CacheBehaviors"],
+          f"{ADMIN_PARAMETER} changes only the admin-api origin and the /admin/api/* behaviour")
+    admin_behaviour = {b.get("PathPattern"): b for b in configs[True]["CacheBehaviors"]}.get("/admin/api/*", {})
+    check(admin_behaviour.get("TargetOriginId") == "admin-api" and admin_behaviour.get("CachePolicyId")
+          == {"Ref": "AdminCachePolicy"}, f"/admin/api/* goes to the admin API with AdminCachePolicy: {admin_behaviour}")
+    config = configs[True]
+    behaviours = {b.get("PathPattern"): b for b in config["CacheBehaviors"]}
+    new = behaviours.get("/new", {})
+    check(new.get("TargetOriginId") == "device-api", "/new goes to the device API")
+    check(new.get("CachePolicyId") == CACHING_DISABLED, "/new is never cached")
+    check(new.get("OriginRequestPolicyId") == ALL_VIEWER_EXCEPT_HOST,
+          "/new forwards device-csr, Accept and the query string, not Host")
+    check(new.get("LambdaFunctionAssociations", {}).get("Fn::If", [None])[0] == "HasEdgeFunction",
+          "/new runs the edge verifier when EdgeFunctionVersionArn is set")
+    for origin in config["Origins"]:
+        if origin.get("Id") in ("device-api", "admin-api"):
+            headers = {h["HeaderName"]: h["HeaderValue"] for h in origin.get("OriginCustomHeaders", [])}
+            check(headers.get("x-origin-secret") == {"Ref": "OriginSecret"}, f"{origin['Id']} gets x-origin-secret")
+    check(raw["Parameters"]["OriginSecret"].get("NoEcho") is True, "the origin secret is NoEcho")
+    # The codes CloudFront caches by default (429 is never cached).
+    uncached = {e["ErrorCode"] for e in config["CustomErrorResponses"] if e.get("ErrorCachingMinTTL") == 0}
+    check(uncached == {400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504},
+          f"no error answer is cached: {sorted(uncached)}")
+    check(not any("ResponsePagePath" in e or "ResponseCode" in e for e in config["CustomErrorResponses"]),
+          "error answers reach the client unchanged")
+
+    # --- The latent-delivery bucket ---------------------------------------------------------
+    bucket = raw_res["RetrievalBucket"]["Properties"]
+    check(all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4,
+          "the retrieval bucket blocks public access")
+    check(bool(bucket.get("BucketEncryption")), "the retrieval bucket is encrypted")
+    check(any(r.get("ExpirationInDays") == 1 for r in bucket["LifecycleConfiguration"]["Rules"]),
+          "retrieval objects expire after a day")
+    policy = raw_res["RetrievalBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    check(any(s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+              for s in policy), "the retrieval bucket refuses plain HTTP")
+    check(env.get("PROVISIONER_RETRIEVAL_BUCKET") == {"Ref": "RetrievalBucket"}, "the functions are told the bucket")
+
+
+def check_edge():
+    raw, res = load("edge.yaml")
+    props = raw["Resources"]["EdgeVerifierFunction"]["Properties"]
+    check(props["CodeUri"] == "../edge/dist/edge.zip", f"edge CodeUri {props['CodeUri']}")
+    check(props["Handler"] == "index.handler", "edge handler index.handler")
+    check(props["Runtime"].startswith("nodejs"), "edge runtime is Node.js")
+    check("AutoPublishAlias" in props, "the edge function publishes a version")
+    check("Environment" not in props, "Lambda@Edge has no environment variables")
+    trust = raw["Resources"]["EdgeVerifierRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    check(set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com", "edgelambda.amazonaws.com"},
+          "the edge role trusts lambda and edgelambda")
+    check(any(r["Type"] == "AWS::Lambda::Version" for r in res.values()), "a numbered version exists")
+    check(raw["Outputs"]["EdgeFunctionVersionArn"]["Value"] == {"Ref": "EdgeVerifierFunction.Version"},
+          "the output is the version ARN")
+
+
+check_main()
+check_edge()
+for notice in notices:
+    print(f"infra check note: {notice}")
+if failures:
+    print("\n".join(f"infra check failed: {f}" for f in failures))
+    sys.exit(1)
+print("infra checks: template.yaml and edge.yaml deploy the service's contract")

@@ -1,0 +1,239 @@
+//! What the Lambdas read from the environment besides the AWS settings
+//! (`provisioner_service::aws::config::AwsSettings`): the issuance profile and limits,
+//! under the same variables and defaults as `provisioner serve`, and the issuer's latent
+//! retrieval URLs.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `PROVISIONER_VALIDITY_DAYS` | lifetime of issued certificates | 365 |
+//! | `PROVISIONER_RENEW_WITHIN_DAYS` | renewal window before `notAfter` | 30 |
+//! | `PROVISIONER_RATE_LIMIT` | new certificates per device per hour, 0 = off | 10 |
+//! | `PROVISIONER_FAILED_RATE_LIMIT` | failed requests per client address per minute, per issuer container, 0 = off | 100 |
+//! | `PROVISIONER_MQTT_ENDPOINT` | the `endpoint` devices are told | required by the issuer |
+//! | `PROVISIONER_ALLOW_P384` | accept P-384 CSRs (`true`/`false`) | false |
+//! | `PROVISIONER_PUBLIC_URL` | the devices' base URL (`https://host`), the prefix of latent retrieval URLs | none: retrieval URLs are relative (`/certificates/...`) |
+//! | `PROVISIONER_RETRIEVAL_TTL_SECS` | lifetime of a latent retrieval URL | 600 |
+//! | `PROVISIONER_RETRIEVAL_KEY` | HMAC key of retrieval URLs (at least 32 characters) | derived from `PROVISIONER_ORIGIN_SECRET` |
+//!
+//! Every issuer container, in every region, must sign retrieval URLs with the same key
+//! (the `GET` may reach another container or, by latency routing, another region), so the
+//! key is configuration, never generated per container: `PROVISIONER_RETRIEVAL_KEY`, or
+//! else a key derived from the origin secret, which every function of the deployment
+//! already shares.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
+use provisioner_service::flow::FlowSettings;
+use sha2::Sha256;
+
+const DAY: i64 = 24 * 60 * 60;
+
+/// What the derived retrieval key is an HMAC of, under the origin secret: a label, so the
+/// key is not the secret itself and means nothing elsewhere.
+const RETRIEVAL_KEY_LABEL: &[u8] = b"provisioner latent retrieval URL key v1";
+
+/// Why the Lambda settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct SettingsError {
+    /// The variable at fault.
+    pub variable: &'static str,
+    /// What to fix.
+    pub message: String,
+}
+
+/// The Lambdas' settings beyond the AWS ones.
+#[derive(Debug, Clone)]
+pub struct LambdaSettings {
+    /// The flow's profile and limits (`endpoint` empty when unset: see
+    /// [`LambdaSettings::require_endpoint`]).
+    pub flow: FlowSettings,
+    /// Base of retrieval URLs, without a trailing slash; empty for relative URLs.
+    pub public_url: String,
+    /// Lifetime of a retrieval URL, seconds.
+    pub retrieval_ttl_secs: i64,
+    /// The HMAC key of retrieval URLs; `None` when neither variable gives one.
+    pub retrieval_key: Option<Vec<u8>>,
+}
+
+impl LambdaSettings {
+    /// Reads the settings from the process environment; `origin_secret` is
+    /// `AwsSettings::origin_secret`.
+    ///
+    /// # Errors
+    /// See [`LambdaSettings::from_vars`].
+    pub fn from_env(origin_secret: Option<&str>) -> Result<Self, SettingsError> {
+        Self::from_vars(&std::env::vars().collect(), origin_secret)
+    }
+
+    /// Reads the settings from `vars` (the environment, or a test's map).
+    ///
+    /// # Errors
+    /// A number that does not parse, a boolean other than `true`/`false`, a public URL
+    /// that is not `http(s)://...`, or a retrieval key shorter than 32 characters.
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+        origin_secret: Option<&str>,
+    ) -> Result<Self, SettingsError> {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &'static str, default: u32| -> Result<u32, SettingsError> {
+            get(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| SettingsError {
+                    variable: name,
+                    message: format!("`{v}` is not a whole number"),
+                })
+            })
+        };
+        let allow_p384 = match get("PROVISIONER_ALLOW_P384").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(SettingsError {
+                    variable: "PROVISIONER_ALLOW_P384",
+                    message: format!("`{other}` is not a boolean; use `true` or `false`"),
+                })
+            }
+        };
+        let public_url = get("PROVISIONER_PUBLIC_URL").unwrap_or_default();
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let is_base_url = public_url.starts_with("https://") || public_url.starts_with("http://");
+        if !public_url.is_empty() && !is_base_url {
+            return Err(SettingsError {
+                variable: "PROVISIONER_PUBLIC_URL",
+                message: format!(
+                    "`{public_url}` is not a base URL; use the devices' one, e.g. https://provisioning.example.com"
+                ),
+            });
+        }
+        let retrieval_key = match get("PROVISIONER_RETRIEVAL_KEY") {
+            Some(key) if key.len() < 32 => {
+                return Err(SettingsError {
+                    variable: "PROVISIONER_RETRIEVAL_KEY",
+                    message: format!(
+                        "{} characters is too short for an HMAC key; use at least 32 (e.g. `openssl rand -hex 32`)",
+                        key.len()
+                    ),
+                })
+            }
+            Some(key) => Some(key.into_bytes()),
+            None => origin_secret
+                .filter(|s| !s.is_empty())
+                .map(derived_retrieval_key),
+        };
+        Ok(Self {
+            flow: FlowSettings {
+                profile: IssuanceProfile {
+                    csr: CsrPolicy {
+                        allow_p384,
+                        ..CsrPolicy::default()
+                    },
+                    validity_secs: i64::from(number("PROVISIONER_VALIDITY_DAYS", 365)?) * DAY,
+                    renew_within_secs: i64::from(number("PROVISIONER_RENEW_WITHIN_DAYS", 30)?)
+                        * DAY,
+                    ..IssuanceProfile::default()
+                },
+                rate_limit: IssuanceRateLimit {
+                    per_hour: number("PROVISIONER_RATE_LIMIT", 10)?,
+                },
+                failures_per_minute: number("PROVISIONER_FAILED_RATE_LIMIT", 100)?,
+                endpoint: get("PROVISIONER_MQTT_ENDPOINT").unwrap_or_default(),
+            },
+            public_url,
+            retrieval_ttl_secs: i64::from(number("PROVISIONER_RETRIEVAL_TTL_SECS", 600)?),
+            retrieval_key,
+        })
+    }
+
+    /// The issuer's check that devices will be told where to connect.
+    ///
+    /// # Errors
+    /// `PROVISIONER_MQTT_ENDPOINT` unset.
+    pub fn require_endpoint(&self) -> Result<(), SettingsError> {
+        if self.flow.endpoint.is_empty() {
+            return Err(SettingsError {
+                variable: "PROVISIONER_MQTT_ENDPOINT",
+                message: "set the endpoint devices connect to, e.g. the output of `aws iot describe-endpoint --endpoint-type iot:Data-ATS` with `:8883`".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// HMAC-SHA256(origin secret, label): the same in every container and region that shares
+/// the secret.
+fn derived_retrieval_key(origin_secret: &str) -> Vec<u8> {
+    // HMAC accepts a key of any length; the fallback is unreachable.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(origin_secret.as_bytes()) else {
+        return Vec::new();
+    };
+    mac.update(RETRIEVAL_KEY_LABEL);
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_local_service() {
+        let s = LambdaSettings::from_vars(&vars(&[]), None).unwrap();
+        assert_eq!(s.flow.profile.validity_secs, 365 * DAY);
+        assert_eq!(s.flow.profile.renew_within_secs, 30 * DAY);
+        assert_eq!(s.flow.rate_limit.per_hour, 10);
+        assert_eq!(s.flow.failures_per_minute, 100);
+        assert!(!s.flow.profile.csr.allow_p384);
+        assert_eq!((s.public_url.as_str(), s.retrieval_ttl_secs), ("", 600));
+        assert_eq!(s.retrieval_key, None);
+        assert_eq!(
+            s.require_endpoint().unwrap_err().variable,
+            "PROVISIONER_MQTT_ENDPOINT"
+        );
+    }
+
+    #[test]
+    fn the_retrieval_key_is_the_same_for_the_same_origin_secret_and_an_explicit_key_wins() {
+        let a = LambdaSettings::from_vars(&vars(&[]), Some("secret-one")).unwrap();
+        let b = LambdaSettings::from_vars(&vars(&[]), Some("secret-one")).unwrap();
+        let c = LambdaSettings::from_vars(&vars(&[]), Some("secret-two")).unwrap();
+        assert_eq!(a.retrieval_key, b.retrieval_key);
+        assert_ne!(a.retrieval_key, c.retrieval_key);
+        assert_ne!(a.retrieval_key.as_deref(), Some(b"secret-one".as_slice()));
+        let key = "k".repeat(32);
+        let explicit =
+            LambdaSettings::from_vars(&vars(&[("PROVISIONER_RETRIEVAL_KEY", &key)]), Some("x"))
+                .unwrap();
+        assert_eq!(explicit.retrieval_key, Some(key.into_bytes()));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("PROVISIONER_VALIDITY_DAYS", "a year"),
+            ("PROVISIONER_ALLOW_P384", "yes"),
+            ("PROVISIONER_PUBLIC_URL", "provisioning.example.com"),
+            ("PROVISIONER_RETRIEVAL_KEY", "short"),
+        ] {
+            let error = LambdaSettings::from_vars(&vars(&[(name, value)]), None).unwrap_err();
+            assert_eq!(error.variable, name, "{error}");
+        }
+        let s = LambdaSettings::from_vars(
+            &vars(&[("PROVISIONER_PUBLIC_URL", "https://p.example.com/")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.public_url, "https://p.example.com");
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Release builds of the Lambda binaries for both architectures, as zips ready to upload:
+#
+#   bash scripts/release-lambdas.sh [OUT_DIR]     # default OUT_DIR: target/lambda-release
+#
+# Builds with scripts/build-lambdas.sh for x86_64 and then arm64 (target/lambda/<name>/
+# is overwritten by each; the SAM template deploys whichever was built last, so build
+# the one its Architecture parameter names last, or deploy from these zips), and keeps
+# OUT_DIR/<arch>/<name>.zip (bootstrap at the zip's root, as Lambda wants) with a
+# SHA256SUMS file.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/env.sh
+
+OUT_DIR=${1:-$ROOT/target/lambda-release}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+  || rustup target add aarch64-unknown-linux-gnu
+
+for arch in x86_64 arm64; do
+  flag=()
+  [[ $arch == arm64 ]] && flag=(--arm64)
+  bash scripts/build-lambdas.sh "${flag[@]}"
+  mkdir -p "$OUT_DIR/$arch"
+  for name in authorizer issuer; do
+    rm -f "$OUT_DIR/$arch/$name.zip"
+    # bootstrap at the root of the zip, executable, with a fixed date (reproducible).
+    (cd "target/lambda/$name" && "$PROVISIONER_CACHE/lambda-venv/bin/python" -c '
+import sys, zipfile
+info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
+info.external_attr = 0o100755 << 16
+info.compress_type = zipfile.ZIP_DEFLATED
+with zipfile.ZipFile(sys.argv[1], "w") as z, open("bootstrap", "rb") as f:
+    z.writestr(info, f.read())
+' "$OUT_DIR/$arch/$name.zip")
+  done
+done
+(cd "$OUT_DIR" && sha256sum */*.zip | tee SHA256SUMS)
+echo "release-lambdas: zips in $OUT_DIR"
