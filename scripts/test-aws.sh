@@ -15,6 +15,7 @@ source scripts/env.sh
 
 # The feature is outside the workspace's default lint run: lint it here.
 cargo clippy -p provisioner-service --features aws --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p provisioner-service --features aws --no-deps --locked
 
 MOTO_SERVER="$PROVISIONER_CACHE/venv/bin/moto_server"
 [[ -x $MOTO_SERVER ]] || { echo "test-aws: $MOTO_SERVER not found: run bash scripts/install-tools.sh" >&2; exit 1; }

@@ -329,7 +329,7 @@ impl S3RetrievalStore {
 }
 
 impl S3RetrievalStore {
-    /// The store of [`AwsSettings::retrieval_bucket`] as the device router takes it
+    /// The store of [`AwsSettings::retrieval_bucket`](crate::aws::config::AwsSettings::retrieval_bucket) as the device router takes it
     /// ([`DeviceApi::certificate_store`](crate::api::DeviceApi::certificate_store)), or
     /// `None` when no bucket is configured (latent delivery then uses the signed route).
     pub async fn for_settings(
