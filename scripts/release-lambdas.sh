@@ -3,11 +3,10 @@
 #
 #   bash scripts/release-lambdas.sh [OUT_DIR]     # default OUT_DIR: target/lambda-release
 #
-# Builds with scripts/build-lambdas.sh for x86_64 and then arm64 (target/lambda/<name>/
-# is overwritten by each; the SAM template deploys whichever was built last, so build
-# the one its Architecture parameter names last, or deploy from these zips), and keeps
-# OUT_DIR/<arch>/<name>.zip (bootstrap at the zip's root, as Lambda wants) with a
-# SHA256SUMS file.
+# Builds with scripts/build-lambdas.sh for arm64 and then x86_64, so target/lambda/<name>/
+# (which each build overwrites, and which the SAM template deploys) ends as x86_64, the
+# template's default Architecture; and keeps OUT_DIR/<arch>/<name>.zip (bootstrap at the
+# zip's root, as Lambda wants) with a SHA256SUMS file.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -20,7 +19,7 @@ OUT_DIR=$(cd "$OUT_DIR" && pwd)
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
   || rustup target add aarch64-unknown-linux-gnu
 
-for arch in x86_64 arm64; do
+for arch in arm64 x86_64; do
   flag=()
   [[ $arch == arm64 ]] && flag=(--arm64)
   bash scripts/build-lambdas.sh "${flag[@]}"

@@ -18,11 +18,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{
-    Asn1Subject, CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm,
-    SigningAlgorithm, Validity, ValidityPeriodType,
-};
 use aws_sdk_acmpca::Client;
 use der::{Decode, Encode};
 use provisioner_core::{
@@ -31,124 +26,24 @@ use provisioner_core::{
 use provisioner_service::aws::acm_pca::{idempotency_token, AcmPcaAuthority, AcmPcaConfig};
 
 const NOW: i64 = 1_800_000_000;
-const ROOT_TEMPLATE: &str = "arn:aws:acm-pca:::template/RootCACertificate/V1";
 
-fn endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create CAs in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
-    endpoint
-}
+#[path = "support/moto.rs"]
+mod moto;
 
 async fn client() -> Client {
-    endpoint();
+    moto::endpoint();
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     Client::new(&config)
 }
 
-/// A fresh ACTIVE root CA: create, self-issue its CSR with the root template, import.
-async fn root_ca(client: &Client) -> String {
-    let subject = Asn1Subject::builder()
-        .common_name(format!("Test Root {:08x}", rand::random::<u32>()))
-        .organization("provisioner tests")
-        .build();
-    let configuration = CertificateAuthorityConfiguration::builder()
-        .key_algorithm(KeyAlgorithm::EcPrime256v1)
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .subject(subject)
-        .build()
-        .unwrap();
-    let arn = client
-        .create_certificate_authority()
-        .certificate_authority_type(CertificateAuthorityType::Root)
-        .certificate_authority_configuration(configuration)
-        .send()
-        .await
-        .unwrap()
-        .certificate_authority_arn()
-        .unwrap()
-        .to_owned();
-    let csr = client
-        .get_certificate_authority_csr()
-        .certificate_authority_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .csr()
-        .unwrap()
-        .to_owned();
-    let issued = client
-        .issue_certificate()
-        .certificate_authority_arn(&arn)
-        .csr(Blob::new(csr))
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .template_arn(ROOT_TEMPLATE)
-        .validity(
-            Validity::builder()
-                .r#type(ValidityPeriodType::Years)
-                .value(10)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let certificate = client
-        .get_certificate()
-        .certificate_authority_arn(&arn)
-        .certificate_arn(issued.certificate_arn().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .certificate()
-        .unwrap()
-        .to_owned();
-    client
-        .import_certificate_authority_certificate()
-        .certificate_authority_arn(&arn)
-        .certificate(Blob::new(certificate))
-        .send()
-        .await
-        .unwrap();
-    arn
-}
-
 async fn authority() -> AcmPcaAuthority {
     let client = client().await;
-    let arn = root_ca(&client).await;
+    let arn = moto::pca_root(&client).await;
     AcmPcaAuthority::new(client, AcmPcaConfig::new(arn))
 }
 
-/// A P-256 CSR for `device_id` made by `openssl req`, DER.
 fn openssl_csr(dir: &Path, device_id: &str) -> Vec<u8> {
-    let csr = dir.join(format!("{device_id}.csr.der"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-keyout"])
-        .arg(dir.join(format!("{device_id}.key.pem")))
-        .args([
-            "-subj",
-            &format!("/CN={device_id}"),
-            "-outform",
-            "DER",
-            "-out",
-        ])
-        .arg(&csr)
-        .status()
-        .expect("openssl must be installed");
-    assert!(status.success(), "openssl req failed");
-    std::fs::read(csr).unwrap()
+    moto::device_csr(dir, device_id)
 }
 
 fn csr_key(csr_der: &[u8]) -> (String, DeviceKey) {

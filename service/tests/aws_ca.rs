@@ -23,10 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{
-    Asn1Subject, CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm,
-    SigningAlgorithm, Validity, ValidityPeriodType,
-};
+use aws_sdk_acmpca::types::{SigningAlgorithm, Validity, ValidityPeriodType};
 use provisioner_core::{
     CertificateRecord, CertificateStatus, CsrPolicy, CsrVerifier, DeviceRegistry, IssuanceProfile,
     ManifestRecord, PortError, RevocationReason,
@@ -43,18 +40,10 @@ use sha2::{Digest, Sha256};
 
 const NOW: i64 = 1_800_000_000;
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
-const ROOT_TEMPLATE: &str = "arn:aws:acm-pca:::template/RootCACertificate/V1";
 
-fn endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create CAs in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
-    endpoint
-}
+#[path = "support/moto.rs"]
+mod moto;
+use moto::endpoint;
 
 /// Everything one test needs, over tables of its own.
 struct Fixture {
@@ -181,29 +170,8 @@ fn openssl_sign_ca(dir: &Path, name: &str, csr_pem: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
 }
 
-/// A P-256 device CSR made by openssl, DER.
 fn device_csr(dir: &Path, device_id: &str) -> Vec<u8> {
-    openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{device_id}.key"),
-            "-subj",
-            &format!("/CN={device_id}"),
-            "-outform",
-            "DER",
-            "-out",
-            &format!("{device_id}.csr.der"),
-        ],
-        dir,
-    );
-    std::fs::read(dir.join(format!("{device_id}.csr.der"))).unwrap()
+    moto::device_csr(dir, device_id)
 }
 
 fn subject(name: &str) -> CaSubject {
@@ -216,43 +184,7 @@ fn subject(name: &str) -> CaSubject {
 
 /// A fresh ACTIVE ACM Private CA root (the parent of the same account).
 async fn pca_root(pca: &aws_sdk_acmpca::Client) -> String {
-    let configuration = CertificateAuthorityConfiguration::builder()
-        .key_algorithm(KeyAlgorithm::EcPrime256v1)
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .subject(
-            Asn1Subject::builder()
-                .common_name(format!("Test PCA Root {:08x}", rand::random::<u32>()))
-                .build(),
-        )
-        .build()
-        .unwrap();
-    let arn = pca
-        .create_certificate_authority()
-        .certificate_authority_type(CertificateAuthorityType::Root)
-        .certificate_authority_configuration(configuration)
-        .send()
-        .await
-        .unwrap()
-        .certificate_authority_arn()
-        .unwrap()
-        .to_owned();
-    let csr = pca
-        .get_certificate_authority_csr()
-        .certificate_authority_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .csr()
-        .unwrap()
-        .to_owned();
-    let (_, pem) = pca_issue(pca, &arn, &csr, ROOT_TEMPLATE).await;
-    pca.import_certificate_authority_certificate()
-        .certificate_authority_arn(&arn)
-        .certificate(Blob::new(pem))
-        .send()
-        .await
-        .unwrap();
-    arn
+    moto::pca_root(pca).await
 }
 
 /// Has the PCA `ca` sign `csr_pem` with `template`; returns (certificate ARN, PEM).

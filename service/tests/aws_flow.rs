@@ -14,11 +14,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{
-    Asn1Subject, CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm,
-    SigningAlgorithm, Validity, ValidityPeriodType,
-};
 use aws_sdk_iot::types::CertificateStatus as IotStatus;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -38,17 +33,14 @@ use provisioner_service::latent::UrlSigner;
 use serde_json::Value;
 use tower::ServiceExt;
 
-const ROOT_TEMPLATE: &str = "arn:aws:acm-pca:::template/RootCACertificate/V1";
 const SERVING: &str = "us-east-1";
 const OTHER: &str = "eu-west-1";
 
+#[path = "support/moto.rs"]
+mod moto;
+
 async fn sdk() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
+    moto::endpoint();
     aws_config::load_defaults(aws_config::BehaviorVersion::latest())
         .await
         .to_builder()
@@ -56,102 +48,9 @@ async fn sdk() -> aws_config::SdkConfig {
         .build()
 }
 
-/// A fresh ACTIVE root CA in moto's ACM PCA.
-async fn root_ca(client: &aws_sdk_acmpca::Client) -> String {
-    let subject = Asn1Subject::builder()
-        .common_name(format!("Flow Root {:08x}", rand::random::<u32>()))
-        .build();
-    let configuration = CertificateAuthorityConfiguration::builder()
-        .key_algorithm(KeyAlgorithm::EcPrime256v1)
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .subject(subject)
-        .build()
-        .unwrap();
-    let arn = client
-        .create_certificate_authority()
-        .certificate_authority_type(CertificateAuthorityType::Root)
-        .certificate_authority_configuration(configuration)
-        .send()
-        .await
-        .unwrap()
-        .certificate_authority_arn()
-        .unwrap()
-        .to_owned();
-    let csr = client
-        .get_certificate_authority_csr()
-        .certificate_authority_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .csr()
-        .unwrap()
-        .to_owned();
-    let issued = client
-        .issue_certificate()
-        .certificate_authority_arn(&arn)
-        .csr(Blob::new(csr))
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .template_arn(ROOT_TEMPLATE)
-        .validity(
-            Validity::builder()
-                .r#type(ValidityPeriodType::Years)
-                .value(10)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let certificate = client
-        .get_certificate()
-        .certificate_authority_arn(&arn)
-        .certificate_arn(issued.certificate_arn().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .certificate()
-        .unwrap()
-        .to_owned();
-    client
-        .import_certificate_authority_certificate()
-        .certificate_authority_arn(&arn)
-        .certificate(Blob::new(certificate))
-        .send()
-        .await
-        .unwrap();
-    arn
-}
-
-/// A device key and CSR made by `openssl`; the `device-csr` header value (base64 DER).
+/// The `device-csr` header (base64 DER) of a new device key's CSR made by openssl.
 fn device_csr(dir: &Path, device_id: &str) -> String {
-    let csr = dir.join(format!("{device_id}.csr.der"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-keyout"])
-        .arg(dir.join(format!("{device_id}.key.pem")))
-        .args([
-            "-subj",
-            &format!("/CN={device_id}"),
-            "-outform",
-            "DER",
-            "-out",
-        ])
-        .arg(&csr)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        status.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    base64::engine::general_purpose::STANDARD.encode(std::fs::read(csr).unwrap())
+    base64::engine::general_purpose::STANDARD.encode(moto::device_csr(dir, device_id))
 }
 
 struct Deployment {
@@ -190,7 +89,7 @@ async fn deploy_with_store(
     ports.things.create_registrations_table().await.unwrap();
     let store = IssuingCaStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.config_table());
     store.create_config_table().await.unwrap();
-    let ca_arn = root_ca(&aws_sdk_acmpca::Client::new(&sdk)).await;
+    let ca_arn = moto::pca_root(&aws_sdk_acmpca::Client::new(&sdk)).await;
     store.set_current(None, &ca_arn, 1).await.unwrap();
 
     let csr = base64::engine::general_purpose::STANDARD

@@ -1,0 +1,130 @@
+//! What the AWS adapters' tests share against moto's server (`scripts/test-aws.sh`):
+//! the endpoint check, a root CA in moto's ACM Private CA, and device CSRs made by
+//! openssl. Included with `#[path = "support/moto.rs"] mod moto;`.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::Path;
+use std::process::Command;
+
+use aws_sdk_acmpca::primitives::Blob;
+use aws_sdk_acmpca::types::{
+    Asn1Subject, CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm,
+    SigningAlgorithm, Validity, ValidityPeriodType,
+};
+
+/// ACM Private CA's template for a self-signed root.
+pub const ROOT_TEMPLATE: &str = "arn:aws:acm-pca:::template/RootCACertificate/V1";
+
+/// `AWS_ENDPOINT_URL`, which must be a local stand-in: tests never create CAs in a real
+/// account by accident.
+pub fn endpoint() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
+    );
+    endpoint
+}
+
+/// A fresh ACTIVE root CA in ACM Private CA (EC P-256): created, its CSR self-issued with
+/// [`ROOT_TEMPLATE`], the certificate imported. Its ARN.
+pub async fn pca_root(client: &aws_sdk_acmpca::Client) -> String {
+    let subject = Asn1Subject::builder()
+        .common_name(format!("Test Root {:08x}", rand::random::<u32>()))
+        .organization("provisioner tests")
+        .build();
+    let configuration = CertificateAuthorityConfiguration::builder()
+        .key_algorithm(KeyAlgorithm::EcPrime256v1)
+        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
+        .subject(subject)
+        .build()
+        .unwrap();
+    let arn = client
+        .create_certificate_authority()
+        .certificate_authority_type(CertificateAuthorityType::Root)
+        .certificate_authority_configuration(configuration)
+        .send()
+        .await
+        .unwrap()
+        .certificate_authority_arn()
+        .unwrap()
+        .to_owned();
+    let csr = client
+        .get_certificate_authority_csr()
+        .certificate_authority_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .csr()
+        .unwrap()
+        .to_owned();
+    let issued = client
+        .issue_certificate()
+        .certificate_authority_arn(&arn)
+        .csr(Blob::new(csr))
+        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
+        .template_arn(ROOT_TEMPLATE)
+        .validity(
+            Validity::builder()
+                .r#type(ValidityPeriodType::Years)
+                .value(10)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let certificate = client
+        .get_certificate()
+        .certificate_authority_arn(&arn)
+        .certificate_arn(issued.certificate_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .certificate()
+        .unwrap()
+        .to_owned();
+    client
+        .import_certificate_authority_certificate()
+        .certificate_authority_arn(&arn)
+        .certificate(Blob::new(certificate))
+        .send()
+        .await
+        .unwrap();
+    arn
+}
+
+/// A P-256 key (`DIR/<id>.key.pem`) and CSR for `device_id` made by `openssl req`; the
+/// CSR's DER.
+pub fn device_csr(dir: &Path, device_id: &str) -> Vec<u8> {
+    let csr = dir.join(format!("{device_id}.csr.der"));
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-keyout"])
+        .arg(dir.join(format!("{device_id}.key.pem")))
+        .args([
+            "-subj",
+            &format!("/CN={device_id}"),
+            "-outform",
+            "DER",
+            "-out",
+        ])
+        .arg(&csr)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        output.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(csr).unwrap()
+}
