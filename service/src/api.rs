@@ -21,7 +21,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::flow::{Adapters, FlowError, Provisioned, Provisioner};
-use crate::latent::{CertificateStore, Publication, RetrievalError, UrlSigner};
+use crate::latent::{CertificateStore, Publication, RetrievalError, UrlSigner, PENDING_PATH};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 /// The PEM media type devices may ask for with `Accept`.
 pub const PEM_MEDIA_TYPE: &str = "application/x-pem-file";
@@ -141,6 +143,7 @@ pub struct DeviceApi<B: Adapters> {
 pub fn router<B: Adapters>(api: Arc<DeviceApi<B>>) -> Router {
     Router::new()
         .route("/new", post(new_certificate::<B>))
+        .route(PENDING_PATH, get(retrieve_pending::<B>))
         .route("/certificates/{certificate_id}", get(retrieve::<B>))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(api)
@@ -206,7 +209,25 @@ async fn new_certificate<B: Adapters>(
         })?),
     };
     let remote = connect_info.map(|Extension(ConnectInfo(address))| address.ip().to_string());
-    let provisioned = api.provisioner.provision(header, remote.as_deref()).await?;
+    let provisioned = match api.provisioner.provision(header, remote.as_deref()).await {
+        Ok(provisioned) => provisioned,
+        // The CA is still signing (or throttled): a latent device gets the URL that will
+        // hold its certificate instead of a 503.
+        Err(FlowError::Port(PortError::Unavailable { .. })) if latent => {
+            let now = api.provisioner.ports().clock.now();
+            let csr = provisioner_core::decode_header(header.unwrap_or(""))
+                .map_err(|e| ApiError::from(FlowError::Refused(e.into())))?;
+            let signed = api
+                .url_signer
+                .sign_pending(&URL_SAFE_NO_PAD.encode(csr), now);
+            return Ok(Json(RetrievalJson {
+                retrieval_url: format!("{}{}", api.public_url, signed.path_and_query),
+                expires_at: rfc3339(signed.expires_at),
+            })
+            .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     if latent {
         let now = api.provisioner.ports().clock.now();
@@ -272,6 +293,66 @@ fn pem_body(body: String) -> Response {
 }
 
 #[derive(Deserialize)]
+struct PendingQuery {
+    csr: Option<String>,
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// A pending issuance's URL: the request again, now that the CA may have finished; 202
+/// with `Retry-After` while it still cannot answer.
+async fn retrieve_pending<B: Adapters>(
+    State(api): State<Arc<DeviceApi<B>>>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Query(query): Query<PendingQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(csr), Some(expires), Some(signature)) = (query.csr, query.expires, query.signature)
+    else {
+        return Err(ApiError::forbidden(
+            "invalid_retrieval_url",
+            "the retrieval URL lacks its csr, expires or signature parameter: use it exactly as returned".into(),
+        ));
+    };
+    let now = api.provisioner.ports().clock.now();
+    api.url_signer
+        .verify_pending(&csr, expires, &signature, now)
+        .map_err(retrieval_refused)?;
+    let remote = connect_info.map(|Extension(ConnectInfo(address))| address.ip().to_string());
+    match api
+        .provisioner
+        .provision(Some(&csr), remote.as_deref())
+        .await
+    {
+        Ok(provisioned) => Ok(pem_response(&provisioned)),
+        Err(FlowError::Port(PortError::Unavailable {
+            retry_after_secs, ..
+        })) => {
+            let mut response = (
+                StatusCode::ACCEPTED,
+                Json(ErrorJson {
+                    error: "certificate_pending",
+                    message: "the CA is still issuing this certificate: fetch this URL again after Retry-After",
+                }),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            Ok(response)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn retrieval_refused(e: RetrievalError) -> ApiError {
+    let code = match e {
+        RetrievalError::BadSignature => "invalid_retrieval_url",
+        RetrievalError::Expired => "retrieval_url_expired",
+    };
+    ApiError::forbidden(code, e.to_string())
+}
+
+#[derive(Deserialize)]
 struct RetrievalQuery {
     expires: Option<i64>,
     signature: Option<String>,
@@ -291,13 +372,7 @@ async fn retrieve<B: Adapters>(
     };
     api.url_signer
         .verify(&certificate_id, expires, &signature, ports.clock.now())
-        .map_err(|e| {
-            let code = match e {
-                RetrievalError::BadSignature => "invalid_retrieval_url",
-                RetrievalError::Expired => "retrieval_url_expired",
-            };
-            ApiError::forbidden(code, e.to_string())
-        })?;
+        .map_err(retrieval_refused)?;
     let certificate = ports
         .registry
         .certificate(&certificate_id)
@@ -581,6 +656,48 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json(&body)["error"], "ca_unavailable");
         assert_eq!(headers[RETRY_AFTER], "7");
+    }
+
+    #[tokio::test]
+    async fn a_latent_device_gets_a_url_that_finishes_an_issuance_the_ca_could_not() {
+        let h = harness(|_| {});
+        let (header, id, key) = good_vector("openssl_p256_der_b64");
+        h.register(&id, &key, true);
+        h.authority.unavailable.store(true, Ordering::SeqCst);
+        let (status, _, body) = h.post_new(Some(&header), "?delivery=url").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let url = json(&body)["retrievalUrl"].as_str().unwrap().to_owned();
+        let path = url.strip_prefix("http://127.0.0.1:9").unwrap().to_owned();
+        assert!(path.starts_with("/certificates/pending?csr="), "{path}");
+        let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+        // Still unavailable: 202, come back later; nothing was issued.
+        let (status, headers, body) = h.send(get(&path)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(json(&body)["error"], "certificate_pending");
+        assert_eq!(headers[RETRY_AFTER], "7");
+        assert!(h.registry.certificates.lock().unwrap().is_empty());
+
+        // The CA has caught up: the same URL returns the certificate and its chain.
+        h.authority.unavailable.store(false, Ordering::SeqCst);
+        let (status, headers, body) = h.send(get(&path)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers[CONTENT_TYPE], PEM_MEDIA_TYPE);
+        assert!(
+            body.starts_with("CERT ") && body.ends_with("CHAIN\n"),
+            "{body}"
+        );
+        assert_eq!(h.registry.certificates.lock().unwrap().len(), 1);
+
+        // Another request in the URL, or an expired one, is refused.
+        let forged = path.replacen("csr=", "csr=A", 1);
+        let (status, _, body) = h.send(get(&forged)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(json(&body)["error"], "invalid_retrieval_url");
+        h.clock.advance(601);
+        let (status, _, body) = h.send(get(&path)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(json(&body)["error"], "retrieval_url_expired");
     }
 
     #[tokio::test]

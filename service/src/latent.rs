@@ -68,6 +68,15 @@ impl std::fmt::Debug for UrlSigner {
     }
 }
 
+/// The route of pending issuances (see [`UrlSigner::sign_pending`]).
+pub const PENDING_PATH: &str = "/certificates/pending";
+
+/// What a pending URL's signature covers: never a certificate id (those are hex), so one
+/// kind of URL cannot pass for the other.
+fn pending_subject(csr_base64url: &str) -> String {
+    format!("pending:{csr_base64url}")
+}
+
 /// A signed retrieval path and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedPath {
@@ -112,6 +121,43 @@ impl UrlSigner {
             ),
             expires_at,
         }
+    }
+
+    /// The retrieval path of an issuance the CA could not finish in time: it carries the
+    /// request (`csr`, base64url of its DER), so fetching it retries the whole request,
+    /// which the CA's idempotency key turns into the certificate it was signing.
+    pub fn sign_pending(&self, csr_base64url: &str, now: UnixTime) -> SignedPath {
+        let expires_at = now + self.ttl_secs;
+        let signature = hex::encode(
+            self.mac(&pending_subject(csr_base64url), expires_at)
+                .finalize()
+                .into_bytes(),
+        );
+        SignedPath {
+            path_and_query: format!(
+                "{PENDING_PATH}?csr={csr_base64url}&expires={expires_at}&signature={signature}"
+            ),
+            expires_at,
+        }
+    }
+
+    /// Checks a pending-issuance retrieval request, as [`UrlSigner::verify`].
+    ///
+    /// # Errors
+    /// As [`UrlSigner::verify`].
+    pub fn verify_pending(
+        &self,
+        csr_base64url: &str,
+        expires_at: UnixTime,
+        signature_hex: &str,
+        now: UnixTime,
+    ) -> Result<(), RetrievalError> {
+        self.verify(
+            &pending_subject(csr_base64url),
+            expires_at,
+            signature_hex,
+            now,
+        )
     }
 
     /// Checks a retrieval request.
