@@ -79,7 +79,7 @@ enum CaCommand {
 #[derive(Debug, Args)]
 struct CreateArgs {
     /// The CA's subject, e.g. "CN=Provisioner Issuing CA 2027,O=Example,C=DE" (keys CN,
-    /// O, OU, C, ST, L; default "CN=Provisioner Issuing CA <today>").
+    /// O, OU, C, ST, L; default "CN=Provisioner Issuing CA YYYY-MM-DD", today).
     #[arg(long)]
     subject: Option<String>,
     /// Where to write the CSR (PEM).
