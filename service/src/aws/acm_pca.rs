@@ -428,6 +428,7 @@ impl AcmPcaAuthority {
                 token.len()
             )));
         }
+        // Callers outside the flow hand in raw bytes: check them as the flow would.
         let verified = CsrVerifier::new(profile.csr.clone())
             .verify_der(csr_der)
             .map_err(|e| AcmPcaError::InvalidInput(format!("CSR: {e}")))?;
@@ -437,6 +438,19 @@ impl AcmPcaAuthority {
                 verified.device_id
             )));
         }
+        self.sign_verified(&verified, profile, now, token).await
+    }
+
+    /// `IssueCertificate` and the wait, for a request already verified under `profile`
+    /// (the flow verified it: checking the signature again would be the same work twice).
+    async fn sign_verified(
+        &self,
+        verified: &VerifiedCsr,
+        profile: &IssuanceProfile,
+        now: UnixTime,
+        token: &str,
+    ) -> Result<SignedCertificate, AcmPcaError> {
+        let csr_der = verified.der.as_slice();
         let (not_before, not_after) = validity_of(profile, now)?;
         let issued = self
             .client
@@ -591,14 +605,9 @@ impl CertificateAuthority for AcmPcaAuthority {
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> Result<SignedCertificate, PortError> {
-        self.issue_csr(
-            &request.der,
-            &request.device_id,
-            profile,
-            now,
-            &idempotency_token(idempotency_key),
-        )
-        .await
+        Ok(self
+            .sign_verified(request, profile, now, &idempotency_token(idempotency_key))
+            .await?)
     }
 
     async fn chain_pem(&self) -> Result<String, PortError> {
