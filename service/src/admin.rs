@@ -1,16 +1,23 @@
-//! The admin API over HTTP, local mode: devices, certificates, the CA, the audit log and
-//! issuance statistics, under [`API_PREFIX`] (`/admin/api`), for the dashboard and for
-//! scripts. [`router_with_dashboard`] also serves the built dashboard at `/` (without
-//! one, `GET /` answers a placeholder page that says how to build it).
+//! The admin API over HTTP: devices, certificates, the CA, the audit log, issuance
+//! statistics and (on AWS) the regional registrations, under [`API_PREFIX`]
+//! (`/admin/api`), for the dashboard and for scripts. [`router_with_dashboard`] also
+//! serves the built dashboard at `/` (without one, `GET /` answers a placeholder page
+//! that says how to build it) and its sign-in settings at [`SIGN_IN_PATH`].
+//!
+//! The routes are the same whatever holds the fleet: they speak to a
+//! [`FleetAdmin`](crate::fleet::FleetAdmin), locally
+//! [`LocalFleet`](crate::local::admin::LocalFleet) (SQLite and the data directory), on
+//! AWS `AwsFleet` (DynamoDB, ACM Private CA, IoT Core). This module owns the HTTP side:
+//! queries, cursors, views, and the one mapping of [`FleetError`] to answers.
 //!
 //! Every route under `/admin/api`, the OpenAPI document and unknown paths included,
-//! requires `Authorization: Bearer TOKEN` with the token of
-//! [`DataDir::admin_token`](crate::local::datadir::DataDir::admin_token). The token file
-//! is read on every request, so `provisioner admin token --rotate` takes effect at once.
-//! A refusal is 401 `unauthorized` with `WWW-Authenticate: Bearer`. With
-//! [`AdminContext::with_jwt`] (the AWS deployment), a bearer value shaped like a JWT is
-//! judged as a Cognito ID token instead ([`crate::admin_auth`]); a refused one is
-//! 401 `invalid_token` with a stable `reason` (`expired`, `wrong_issuer`, ...).
+//! requires `Authorization: Bearer TOKEN`: locally the token of
+//! [`DataDir::admin_token`](crate::local::datadir::DataDir::admin_token), read on every
+//! request so `provisioner admin token --rotate` takes effect at once. A refusal is 401
+//! `unauthorized` with `WWW-Authenticate: Bearer`. With [`AdminContext::with_jwt`] (the
+//! AWS deployment), a bearer value shaped like a JWT is judged as a Cognito ID token
+//! instead ([`crate::admin_auth`]); a refused one is 401 `invalid_token` with a stable
+//! `reason` (`expired`, `wrong_issuer`, ...).
 //!
 //! Errors leave through [`ApiError`], like the device API's: a status and a
 //! `{error, message}` body with a stable code. The one richer answer is a refused
@@ -18,12 +25,12 @@
 //!
 //! Lists are pages `{items, nextCursor}`: `limit` (default [`DEFAULT_PAGE_SIZE`], at most
 //! [`MAX_PAGE_SIZE`]), and `cursor`, the `nextCursor` of the previous page (null on the
-//! last page). A cursor is the base64url of the last item's key; it stays valid while
+//! last page). A cursor wraps the backend's key of the next page; it stays valid while
 //! rows are added.
 
 use std::io;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -40,27 +47,27 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use provisioner_core::{
-    CertificateRecord, CertificateStatus, Clock, ManifestEntryError, ManifestFormat,
-    ManifestReader, PortError, RevocationReason, SystemClock, UnixTime,
+    CertificateRecord, CertificateStatus, Clock, ManifestFormat, RevocationReason, SystemClock,
+    UnixTime,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::admin_auth::{JwtError, JwtValidator};
 use crate::api::{rfc3339, ApiError, PEM_MEDIA_TYPE};
-use crate::local::authority::{AuthorityError, CaInfo, LocalAuthority};
-use crate::local::datadir::DataDir;
-use crate::local::operations;
-use crate::local::registry::{
-    status_name, AuditEntry, CaState, CertificateFilter, CertificatePosition, DeviceQuery,
-    DeviceRecord, ImportItem, ImportOptions, ImportSummary, RegistryError, SqliteRegistry,
+use crate::fleet::{
+    AuditQuery, CertificateQuery, DeviceQuery, DeviceRecord, FleetAdmin, FleetError,
+    IssuingCaRecord, Listed, LoggedEvent, ManifestUpload, RegistrationRecord, RotationRequest,
+    RotationStatus,
 };
-use crate::local::LocalError;
+use crate::import::{ImportOptions, ImportSummary};
 
 /// Where the admin API is mounted.
 pub const API_PREFIX: &str = "/admin/api";
+
+/// Where the dashboard reads how to sign in (public: it is read before signing in).
+pub const SIGN_IN_PATH: &str = "/admin/sign-in.json";
 
 /// Items per page when `limit` is not given.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -84,6 +91,9 @@ pub const DEFAULT_STATS_HOURS: u32 = 24;
 /// The largest `hours` accepted (a week).
 pub const MAX_STATS_HOURS: u32 = 168;
 
+/// Unfinished registrations retried by one `POST registrations/retry`.
+pub const RETRY_REGISTRATIONS_LIMIT: usize = 200;
+
 /// The Content-Security-Policy of the dashboard's pages: its own scripts and WebAssembly
 /// only, no inline code, no framing, no forms posting elsewhere.
 pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
@@ -99,42 +109,92 @@ pub const DASHBOARD_ASSET_PREFIX: &str = "/ui/";
 
 const SECONDS_PER_HOUR: i64 = 3600;
 
-/// What the admin routes share: the registry, the data directory (CA, CRLs, the token),
-/// the clock, and the state of a CA rotation started through the API.
+/// Sign-in through an OpenID Connect provider's hosted page (Cognito's hosted UI): the
+/// dashboard runs the authorization-code flow with PKCE against it and sends the ID
+/// token it gets as the bearer, which [`AdminContext::with_jwt`] validates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostedSignIn {
+    /// The authorization endpoint (`DOMAIN/oauth2/authorize` for Cognito).
+    pub authorize_url: String,
+    /// The token endpoint (`DOMAIN/oauth2/token`).
+    pub token_url: String,
+    /// Where signing out ends the provider's session (`DOMAIN/logout`).
+    pub logout_url: String,
+    /// The app client (public, no secret), also the ID token's audience.
+    pub client_id: String,
+    /// The scopes asked for.
+    pub scope: String,
+}
+
+impl HostedSignIn {
+    /// Cognito's hosted UI at `domain` (`https://PREFIX.auth.REGION.amazoncognito.com`,
+    /// or a custom domain) for the app client `client_id`.
+    ///
+    /// # Errors
+    /// A domain that is not an `http(s)://` origin (plain `http` only for loopback).
+    pub fn cognito(domain: &str, client_id: &str) -> Result<Self, String> {
+        let domain = domain.trim_end_matches('/');
+        let origin_ok = match domain.split_once("://") {
+            Some(("https", host)) => !host.is_empty() && !host.contains('/'),
+            Some(("http", host)) => host.starts_with("127.0.0.1") || host.starts_with("localhost"),
+            _ => false,
+        };
+        if !origin_ok || client_id.is_empty() {
+            return Err(format!(
+                "the sign-in domain {domain:?} must be an https:// origin without a path (http:// only on 127.0.0.1), with a client id"
+            ));
+        }
+        Ok(Self {
+            authorize_url: format!("{domain}/oauth2/authorize"),
+            token_url: format!("{domain}/oauth2/token"),
+            logout_url: format!("{domain}/logout"),
+            client_id: client_id.to_owned(),
+            scope: "openid email profile".into(),
+        })
+    }
+
+    /// The origin the dashboard fetches tokens from (for its `connect-src`).
+    fn token_origin(&self) -> &str {
+        let after_scheme = self.token_url.find("://").map_or(0, |i| i + 3);
+        let end = self.token_url[after_scheme..]
+            .find('/')
+            .map_or(self.token_url.len(), |i| after_scheme + i);
+        &self.token_url[..end]
+    }
+}
+
+/// What the admin routes share: the fleet, the clock, and how callers sign in.
 pub struct AdminContext {
-    registry: SqliteRegistry,
-    data_dir: DataDir,
+    fleet: Arc<dyn FleetAdmin>,
     clock: Arc<dyn Clock>,
-    rotation: Mutex<Option<RotationProgress>>,
-    /// CRLs are written to fixed file names: one regeneration at a time.
-    crl_lock: tokio::sync::Mutex<()>,
     /// Cognito ID tokens accepted beside the local token, when configured.
     jwt: Option<JwtValidator>,
+    sign_in: Option<HostedSignIn>,
 }
 
 impl std::fmt::Debug for AdminContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminContext")
-            .field("data_dir", &self.data_dir)
+            .field("backend", &self.fleet.backend())
+            .field("sign_in", &self.sign_in)
             .finish_non_exhaustive()
     }
 }
 
 impl AdminContext {
-    /// The admin routes over `registry` and the data directory `data_dir` (whose CA,
-    /// CRLs and admin token they use), on the system clock.
-    pub fn new(registry: SqliteRegistry, data_dir: DataDir) -> Self {
+    /// The admin routes over `fleet`, on the system clock.
+    pub fn new(fleet: Arc<dyn FleetAdmin>) -> Self {
         Self {
-            registry,
-            data_dir,
+            fleet,
             clock: Arc::new(SystemClock),
-            rotation: Mutex::new(None),
-            crl_lock: tokio::sync::Mutex::new(()),
             jwt: None,
+            sign_in: None,
         }
     }
 
     /// The same on another clock (tests move time).
+    #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -146,15 +206,22 @@ impl AdminContext {
     /// JWT; any other value is still compared with the local token, which stays valid
     /// (whoever can read it already has the data directory; without a token file it
     /// matches nothing).
+    #[must_use]
     pub fn with_jwt(mut self, validator: JwtValidator) -> Self {
         self.jwt = Some(validator);
         self
     }
 
+    /// The same, telling the dashboard to offer sign-in through `sign_in` (published at
+    /// [`SIGN_IN_PATH`]; the dashboard's CSP then allows its token endpoint).
+    #[must_use]
+    pub fn with_sign_in(mut self, sign_in: HostedSignIn) -> Self {
+        self.sign_in = Some(sign_in);
+        self
+    }
+
     /// Checks the `Authorization` header: a JWT against the [`JwtValidator`] when one is
-    /// configured, otherwise against the token file, read now (so a rotated token counts
-    /// at once), compared in constant time, as SHA-256 digests so the length does not
-    /// show either.
+    /// configured, otherwise as the backend's admin token.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<(), Response> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthorized(
@@ -185,26 +252,17 @@ impl AdminContext {
                 };
             }
         }
-        let stored = match tokio::fs::read(self.data_dir.admin_token_path()).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the admin token file");
-                return Err(internal().into_response());
+        match self.fleet.accepts_token(presented).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::warn!("admin API request with a wrong bearer token refused");
+                Err(unauthorized(
+                    "the bearer token is not the admin token (it may have been rotated): `provisioner admin token` prints the current one",
+                    true,
+                ))
             }
-        };
-        let stored = stored.trim_ascii();
-        let matches: bool = Sha256::digest(presented.as_bytes())
-            .ct_eq(&Sha256::digest(stored))
-            .into();
-        if stored.is_empty() || !matches {
-            tracing::warn!("admin API request with a wrong bearer token refused");
-            return Err(unauthorized(
-                "the bearer token is not the admin token (it may have been rotated): `provisioner admin token` prints the current one",
-                true,
-            ));
+            Err(e) => Err(ApiError::from(e).into_response()),
         }
-        Ok(())
     }
 
     fn now(&self) -> UnixTime {
@@ -226,6 +284,16 @@ pub fn router_with_dashboard(
     dashboard: Option<Arc<Dashboard>>,
 ) -> Router {
     let authenticated = middleware::from_fn_with_state(context.clone(), require_admin_token);
+    let dashboard = match (&context.sign_in, dashboard) {
+        (Some(sign_in), Some(dashboard)) => Some(Arc::new(
+            dashboard.allowing_connections_to(sign_in.token_origin()),
+        )),
+        (_, dashboard) => dashboard,
+    };
+    let sign_in = json!({
+        "token": context.fleet.backend() == "local",
+        "oidc": context.sign_in,
+    });
     let api = Router::new()
         .route("/devices", get(list_devices))
         // A static segment wins over `{device_id}`: a device named `import` is still
@@ -249,6 +317,8 @@ pub fn router_with_dashboard(
         .route("/ca/crl", get(ca_crl))
         .route("/ca/rotate", post(rotate_ca))
         .route("/ca/rotation", get(rotation))
+        .route("/registrations", get(list_registrations))
+        .route("/registrations/retry", post(retry_registrations))
         .route("/audit", get(audit))
         .route("/stats/issuance", get(issuance_stats))
         .route("/openapi.json", get(openapi))
@@ -257,6 +327,13 @@ pub fn router_with_dashboard(
         .layer(authenticated.clone())
         .with_state(context);
     dashboard_routes(dashboard)
+        .route(
+            SIGN_IN_PATH,
+            get(move || {
+                let sign_in = sign_in.clone();
+                async move { no_store(Json(sign_in).into_response()) }
+            }),
+        )
         // Nesting covers the prefix and what follows a slash, not the bare slash.
         .route(
             &format!("{API_PREFIX}/"),
@@ -372,65 +449,28 @@ fn unknown_certificate(certificate_id: &str) -> ApiError {
     )
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
         match e {
-            RegistryError::UnknownDevice(id) => unknown_device(&id),
-            RegistryError::UnknownCertificate(id) => unknown_certificate(&id),
-            RegistryError::Busy => ApiError {
-                retry_after_secs: Some(1),
+            FleetError::UnknownDevice(id) => unknown_device(&id),
+            FleetError::UnknownCertificate(id) => unknown_certificate(&id),
+            FleetError::Busy { retry_after_secs } => ApiError {
+                retry_after_secs: Some(retry_after_secs),
                 ..error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "registry_busy",
-                    "the registry is busy with another write (an import?); retry shortly",
+                    "the registry is busy with another write (an import?) or throttled; retry shortly",
                 )
             },
-            other => {
-                tracing::error!(error = %other, "admin API: registry failure");
-                internal()
+            FleetError::Invalid { code, message } => bad_request(code, message),
+            FleetError::Conflict { code, message } => error(StatusCode::CONFLICT, code, message),
+            FleetError::NotSupported { code, message } => {
+                error(StatusCode::NOT_FOUND, code, message)
             }
+            // The backend logged the detail; the caller learns only that it failed.
+            FleetError::Internal(_) => internal(),
         }
     }
-}
-
-impl From<LocalError> for ApiError {
-    fn from(e: LocalError) -> Self {
-        match e {
-            LocalError::Registry(e) => e.into(),
-            LocalError::Authority(e) => e.into(),
-            other => {
-                tracing::error!(error = %other, "admin API: data directory failure");
-                internal()
-            }
-        }
-    }
-}
-
-impl From<AuthorityError> for ApiError {
-    fn from(e: AuthorityError) -> Self {
-        let code = match &e {
-            AuthorityError::NotInitialised { .. } | AuthorityError::AwaitingCertificate { .. } => {
-                "ca_not_ready"
-            }
-            AuthorityError::RequestPending { .. } => "ca_request_pending",
-            AuthorityError::RootKeyNotLocal { .. } => "root_key_not_local",
-            _ => {
-                tracing::error!(error = %e, "admin API: CA failure");
-                return internal();
-            }
-        };
-        error(StatusCode::CONFLICT, code, e.to_string())
-    }
-}
-
-/// Runs blocking work (CA files, imports) off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        tracing::error!(error = %e, "admin API: a blocking task failed");
-        internal()
-    })?
 }
 
 async fn unknown_route() -> ApiError {
@@ -517,6 +557,7 @@ enum CursorKind {
     Devices,
     Certificates,
     Audit,
+    Registrations,
 }
 
 impl CursorKind {
@@ -525,6 +566,7 @@ impl CursorKind {
             Self::Devices => "d",
             Self::Certificates => "c",
             Self::Audit => "a",
+            Self::Registrations => "r",
         }
     }
 }
@@ -562,22 +604,11 @@ struct Page<T> {
     next_cursor: Option<String>,
 }
 
-/// Cuts the `limit + 1` rows fetched to a page; a next cursor only when there was more.
-fn page<R, T>(
-    mut rows: Vec<R>,
-    limit: usize,
-    key: impl Fn(&R) -> String,
-    view: impl Fn(R) -> T,
-    kind: CursorKind,
-) -> Page<T> {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = more
-        .then(|| rows.last().map(|last| encode_cursor(kind, &key(last))))
-        .flatten();
+/// The API's page of a backend's [`Listed`] page.
+fn page<R, T>(listed: Listed<R>, view: impl Fn(R) -> T, kind: CursorKind) -> Page<T> {
     Page {
-        items: rows.into_iter().map(view).collect(),
-        next_cursor,
+        items: listed.items.into_iter().map(view).collect(),
+        next_cursor: listed.next.map(|key| encode_cursor(kind, &key)),
     }
 }
 
@@ -627,6 +658,15 @@ struct CertificateView {
     certificate_pem: Option<String>,
 }
 
+/// The stored spelling of a certificate status.
+fn status_name(status: CertificateStatus) -> &'static str {
+    match status {
+        CertificateStatus::Active => "ACTIVE",
+        CertificateStatus::Inactive => "INACTIVE",
+        CertificateStatus::Revoked => "REVOKED",
+    }
+}
+
 impl CertificateView {
     fn new(c: CertificateRecord, with_pem: bool) -> Self {
         Self {
@@ -649,7 +689,7 @@ impl CertificateView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AuditView {
-    id: i64,
+    id: String,
     at: String,
     device_id: Option<String>,
     decision: &'static str,
@@ -659,8 +699,8 @@ struct AuditView {
     certificate_id: Option<String>,
 }
 
-impl From<AuditEntry> for AuditView {
-    fn from(entry: AuditEntry) -> Self {
+impl From<LoggedEvent> for AuditView {
+    fn from(entry: LoggedEvent) -> Self {
         let e = entry.event;
         Self {
             id: entry.id,
@@ -671,6 +711,32 @@ impl From<AuditEntry> for AuditView {
             remote_addr: e.remote_addr,
             fingerprint: e.fingerprint,
             certificate_id: e.certificate_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistrationView {
+    certificate_id: String,
+    region: String,
+    device_id: String,
+    status: &'static str,
+    attempts: u32,
+    last_error: Option<String>,
+    updated_at: String,
+}
+
+impl From<RegistrationRecord> for RegistrationView {
+    fn from(r: RegistrationRecord) -> Self {
+        Self {
+            certificate_id: r.certificate_id,
+            region: r.region,
+            device_id: r.device_id,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            updated_at: rfc3339(r.updated_at),
         }
     }
 }
@@ -712,22 +778,16 @@ async fn list_devices(
         .cursor
         .map(|c| decode_cursor(CursorKind::Devices, &c))
         .transpose()?;
-    let rows = context
-        .registry
-        .list_devices(DeviceQuery {
-            prefix: q.prefix,
+    let listed = context
+        .fleet
+        .devices(DeviceQuery {
+            prefix: q.prefix.filter(|p| !p.is_empty()),
             enabled,
             after,
-            limit: limit + 1,
+            limit,
         })
         .await?;
-    Ok(Json(page(
-        rows,
-        limit,
-        |d| d.device_id.clone(),
-        DeviceView::from,
-        CursorKind::Devices,
-    )))
+    Ok(Json(page(listed, DeviceView::from, CursorKind::Devices)))
 }
 
 #[derive(Debug, Serialize)]
@@ -757,30 +817,34 @@ async fn device_details(
     device_id: String,
 ) -> Result<Json<DeviceDetails>, ApiError> {
     let record = context
-        .registry
-        .device_record(&device_id)
+        .fleet
+        .device(&device_id)
         .await?
         .ok_or_else(|| unknown_device(&device_id))?;
-    let filter = CertificateFilter {
-        device_id: Some(device_id.clone()),
-        limit: Some(DEVICE_CERTIFICATES),
-        ..CertificateFilter::default()
-    };
     let certificates = context
-        .registry
-        .certificates_newest_first(filter, None)
+        .fleet
+        .certificates(CertificateQuery {
+            device_id: Some(device_id.clone()),
+            limit: DEVICE_CERTIFICATES,
+            ..CertificateQuery::default()
+        })
         .await?;
     let audit = context
-        .registry
-        .audit_newest_first(None, Some(device_id), DEVICE_AUDIT_EVENTS)
+        .fleet
+        .audit(AuditQuery {
+            device_id: Some(device_id),
+            after: None,
+            limit: DEVICE_AUDIT_EVENTS,
+        })
         .await?;
     Ok(Json(DeviceDetails {
         device: record.into(),
         certificates: certificates
+            .items
             .into_iter()
             .map(|c| CertificateView::new(c, false))
             .collect(),
-        recent_audit: audit.into_iter().map(AuditView::from).collect(),
+        recent_audit: audit.items.into_iter().map(AuditView::from).collect(),
     }))
 }
 
@@ -829,31 +893,19 @@ async fn import_devices(
             "Microchip signed manifests need their signers' certificates, which the API does not take: import them on the server with `provisioner import --manifest-signer CERT FILE`",
         ));
     }
-    let options = ImportOptions {
-        replace,
-        dry_run,
-        now: context.now(),
-    };
-    let registry = context.registry.clone();
-    let mut summary = blocking(move || {
-        let reader = ManifestReader::new().with_format(format);
-        let source = name.as_str();
-        let summary = match reader.read(&bytes) {
-            // A file that cannot be read at all is reported as its line 0, as the CLI does.
-            Err(e) => registry.import(
-                [ImportItem {
-                    source,
-                    entry: Err(ManifestEntryError::new(0, None, &e)),
-                }],
-                &options,
-            ),
-            Ok(entries) => {
-                registry.import(entries.map(|entry| ImportItem { source, entry }), &options)
-            }
-        };
-        summary.map_err(ApiError::from)
-    })
-    .await?;
+    let mut summary = context
+        .fleet
+        .import(ManifestUpload {
+            bytes: bytes.to_vec(),
+            format,
+            name,
+            options: ImportOptions {
+                replace,
+                dry_run,
+                now: context.now(),
+            },
+        })
+        .await?;
     for e in &mut summary.errors {
         e.message = e.message.replace("--replace", "replace=true");
     }
@@ -891,30 +943,17 @@ async fn disable_device(
     State(context): State<Arc<AdminContext>>,
     device_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    set_enabled(&context, path(device_id)?, false).await
+    let device_id = path(device_id)?;
+    let record = context.fleet.set_device_enabled(&device_id, false).await?;
+    Ok(Json(record.into()))
 }
 
 async fn enable_device(
     State(context): State<Arc<AdminContext>>,
     device_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    set_enabled(&context, path(device_id)?, true).await
-}
-
-async fn set_enabled(
-    context: &AdminContext,
-    device_id: String,
-    enabled: bool,
-) -> Result<Json<DeviceView>, ApiError> {
-    context
-        .registry
-        .set_device_enabled(&device_id, enabled)
-        .await?;
-    let record = context
-        .registry
-        .device_record(&device_id)
-        .await?
-        .ok_or_else(|| unknown_device(&device_id))?;
+    let device_id = path(device_id)?;
+    let record = context.fleet.set_device_enabled(&device_id, true).await?;
     Ok(Json(record.into()))
 }
 
@@ -953,68 +992,53 @@ async fn list_certificates(
             ))
         }
     };
-    let before = q
+    let after = q
         .cursor
-        .map(|c| {
-            let key = decode_cursor(CursorKind::Certificates, &c)?;
-            let (at, id) = key.split_once(':').ok_or_else(invalid_cursor)?;
-            Ok::<_, ApiError>(CertificatePosition {
-                issued_at: at.parse().map_err(|_| invalid_cursor())?,
-                certificate_id: id.to_owned(),
-            })
-        })
+        .map(|c| decode_cursor(CursorKind::Certificates, &c))
         .transpose()?;
-    let filter = CertificateFilter {
-        device_id: q.device.filter(|d| !d.is_empty()),
-        status,
-        issuer: q.issuer.filter(|i| !i.is_empty()),
-        limit: Some(limit + 1),
-    };
-    let rows = context
-        .registry
-        .certificates_newest_first(filter, before)
+    let listed = context
+        .fleet
+        .certificates(CertificateQuery {
+            device_id: q.device.filter(|d| !d.is_empty()),
+            status,
+            issuer: q.issuer.filter(|i| !i.is_empty()),
+            after,
+            limit,
+        })
         .await?;
     Ok(Json(page(
-        rows,
-        limit,
-        |c| format!("{}:{}", c.issued_at, c.certificate_id),
+        listed,
         |c| CertificateView::new(c, false),
         CursorKind::Certificates,
     )))
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CertificateDetails {
+    #[serde(flatten)]
+    certificate: CertificateView,
+    registrations: Vec<RegistrationView>,
+}
+
 async fn certificate(
     State(context): State<Arc<AdminContext>>,
     certificate_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<CertificateView>, ApiError> {
-    let record = find_certificate(&context, &path(certificate_id)?).await?;
-    Ok(Json(CertificateView::new(record, true)))
-}
-
-async fn find_certificate(
-    context: &AdminContext,
-    certificate_id: &str,
-) -> Result<CertificateRecord, ApiError> {
-    // The port's point lookup.
-    let found = provisioner_core::DeviceRegistry::certificate(&context.registry, certificate_id)
-        .await
-        .map_err(|e| match e {
-            PortError::Unavailable {
-                retry_after_secs, ..
-            } => ApiError {
-                retry_after_secs: Some(retry_after_secs),
-                ..error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "registry_busy",
-                    "the registry is busy with another write (an import?); retry shortly",
-                )
-            },
-            other => {
-                tracing::error!(error = %other, "admin API: registry failure");
-                internal()
-            }
-        })?;
-    found.ok_or_else(|| unknown_certificate(certificate_id))
+) -> Result<Json<CertificateDetails>, ApiError> {
+    let certificate_id = path(certificate_id)?;
+    let record = context
+        .fleet
+        .certificate(&certificate_id)
+        .await?
+        .ok_or_else(|| unknown_certificate(&certificate_id))?;
+    let registrations = context.fleet.registrations_of(&certificate_id).await?;
+    Ok(Json(CertificateDetails {
+        certificate: CertificateView::new(record, true),
+        registrations: registrations
+            .into_iter()
+            .map(RegistrationView::from)
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -1027,6 +1051,11 @@ struct RevokeBody {
 struct RevokedView {
     certificate: CertificateView,
     already_revoked: bool,
+    /// The revocation reached everything beyond the registry (the CRLs locally; ACM
+    /// Private CA and IoT Core on AWS).
+    propagated: bool,
+    /// Locally: the CRLs were written again (`propagated`); always false on AWS, where
+    /// ACM Private CA publishes the CRL itself.
     crl_regenerated: bool,
 }
 
@@ -1065,25 +1094,17 @@ async fn revoke_certificate(
             ),
         )
     })?;
-    let now = context.now();
-    let revocation = context
-        .registry
-        .revoke_certificate(&certificate_id, reason, now)
+    let revoked = context
+        .fleet
+        .revoke(&certificate_id, reason, context.now())
         .await?;
-    let mut crl_regenerated = false;
-    if !revocation.already_revoked {
-        // The revocation stands even if the CRLs cannot be written now; GET ca/crl (or
-        // `provisioner ca crl`) writes them later.
-        let _one_at_a_time = context.crl_lock.lock().await;
-        match operations::regenerate_crls(&context.data_dir, &context.registry, now).await {
-            Ok(_) => crl_regenerated = true,
-            Err(e) => tracing::error!(error = %e, "revoked, but the CRLs could not be regenerated"),
-        }
-    }
     Ok(Json(RevokedView {
-        certificate: CertificateView::new(revocation.certificate, false),
-        already_revoked: revocation.already_revoked,
-        crl_regenerated,
+        certificate: CertificateView::new(revoked.certificate, false),
+        already_revoked: revoked.already_revoked,
+        propagated: revoked.propagated,
+        crl_regenerated: context.fleet.backend() == "local"
+            && revoked.propagated
+            && !revoked.already_revoked,
     }))
 }
 
@@ -1095,6 +1116,7 @@ async fn revoke_certificate(
 #[serde(rename_all = "camelCase")]
 struct CaView {
     id: String,
+    arn: Option<String>,
     subject: String,
     serial: String,
     certificate_id: String,
@@ -1106,18 +1128,19 @@ struct CaView {
     chain_pem: Option<String>,
 }
 
-impl CaView {
-    fn new(info: CaInfo, state: CaState, revoked_at: Option<UnixTime>) -> Self {
+impl From<IssuingCaRecord> for CaView {
+    fn from(ca: IssuingCaRecord) -> Self {
         Self {
-            id: info.id,
-            subject: info.subject,
-            serial: info.serial,
-            certificate_id: info.certificate_id,
-            not_before: rfc3339(info.not_before),
-            not_after: rfc3339(info.not_after),
-            state: state.name(),
-            revoked_at: revoked_at.map(rfc3339),
-            chain_pem: None,
+            id: ca.id,
+            arn: ca.arn,
+            subject: ca.subject,
+            serial: ca.serial,
+            certificate_id: ca.certificate_id,
+            not_before: rfc3339(ca.not_before),
+            not_after: rfc3339(ca.not_after),
+            state: ca.state,
+            revoked_at: ca.revoked_at.map(rfc3339),
+            chain_pem: ca.chain_pem,
         }
     }
 }
@@ -1125,281 +1148,168 @@ impl CaView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CaOverviewView {
+    backend: &'static str,
     current: Option<CaView>,
     previous: Vec<CaView>,
     pending_csr: Option<String>,
+    can_create_next_ca: bool,
+    /// The same as `canCreateNextCa` (the name of the first API version).
     root_key_local: bool,
 }
 
 async fn ca(State(context): State<Arc<AdminContext>>) -> Result<Json<CaOverviewView>, ApiError> {
-    let recorded = context.registry.cas().await?;
-    let ca_dir = context.data_dir.ca_dir();
-    let view = blocking(move || {
-        let overview = LocalAuthority::overview(&ca_dir)?;
-        let current = match &overview.current {
-            Some(info) => {
-                let authority = LocalAuthority::load_id(&ca_dir, &info.id)?;
-                let mut view = CaView::new(info.clone(), CaState::Current, None);
-                view.chain_pem = Some(authority.chain_pem().to_owned());
-                Some(view)
-            }
-            None => None,
-        };
-        let mut previous = Vec::new();
-        for id in &overview.previous_ids {
-            let info = LocalAuthority::load_id(&ca_dir, id)?.info();
-            let record = recorded.iter().find(|r| &r.ca_id == id);
-            let state = record.map_or(CaState::Previous, |r| r.state);
-            previous.push(CaView::new(info, state, record.and_then(|r| r.revoked_at)));
-        }
-        Ok(CaOverviewView {
-            current,
-            previous,
-            pending_csr: overview.pending.map(|p| p.id),
-            root_key_local: overview.root_key_local,
-        })
-    })
-    .await?;
-    Ok(Json(view))
+    let overview = context.fleet.ca().await?;
+    Ok(Json(CaOverviewView {
+        backend: context.fleet.backend(),
+        current: overview.current.map(CaView::from),
+        previous: overview.previous.into_iter().map(CaView::from).collect(),
+        pending_csr: overview.pending,
+        can_create_next_ca: overview.can_create_next_ca,
+        root_key_local: overview.can_create_next_ca,
+    }))
 }
 
 async fn ca_crl(State(context): State<Arc<AdminContext>>) -> Result<Response, ApiError> {
-    let ca_dir = context.data_dir.ca_dir();
-    // The id first: a rotation meanwhile leaves it on disk, and its CRL is written below.
-    let current = blocking(move || Ok(LocalAuthority::load(&ca_dir)?.id().to_owned())).await?;
-    let now = context.now();
-    {
-        let _one_at_a_time = context.crl_lock.lock().await;
-        operations::regenerate_crls(&context.data_dir, &context.registry, now).await?;
-    }
-    let pem = tokio::fs::read_to_string(operations::crl_path(&context.data_dir, &current))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot read the CRL just written");
-            internal()
-        })?;
-    Ok(([(CONTENT_TYPE, PEM_MEDIA_TYPE)], pem).into_response())
-}
-
-/// A CA rotation started through the API, as far as it got.
-#[derive(Debug, Clone)]
-struct RotationProgress {
-    job_id: String,
-    started_at: UnixTime,
-    running: bool,
-    old_ca: Option<String>,
-    new_ca: Option<String>,
-    revoked: u64,
-    resumed: bool,
-    finished_at: Option<UnixTime>,
-    error: Option<String>,
+    let crl = context.fleet.crl(context.now()).await?;
+    Ok(([(CONTENT_TYPE, PEM_MEDIA_TYPE)], crl.pem).into_response())
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RotationView {
     job_id: String,
-    /// `running`, `finished`, `failed`, or `interrupted` (found unfinished in the
-    /// registry: POST ca/rotate resumes it).
+    /// `running`, `finished`, `failed`, or `interrupted` (found unfinished: POST
+    /// ca/rotate resumes it).
     state: &'static str,
+    step: Option<&'static str>,
     finished: bool,
     started_at: String,
     finished_at: Option<String>,
     old_ca: Option<String>,
     new_ca: Option<String>,
     revoked: u64,
+    total: Option<u64>,
     resumed: bool,
     error: Option<String>,
+    admin_action: Option<String>,
 }
 
-async fn rotate_ca(State(context): State<Arc<AdminContext>>) -> Result<Response, ApiError> {
-    let ca_dir = context.data_dir.ca_dir();
-    let overview = blocking(move || Ok(LocalAuthority::overview(&ca_dir)?)).await?;
-    if !overview.root_key_local {
-        return Err(error(
-            StatusCode::CONFLICT,
-            "root_key_not_local",
-            "the root CA's key is not on this machine: rotate on the server with `provisioner ca rotate --csr-only` and have the parent CA sign the CSR",
-        ));
+impl From<RotationStatus> for RotationView {
+    fn from(r: RotationStatus) -> Self {
+        Self {
+            job_id: r.job_id,
+            state: r.state,
+            step: r.step,
+            finished: r.state == "finished",
+            started_at: rfc3339(r.started_at),
+            finished_at: r.finished_at.map(rfc3339),
+            old_ca: r.old_ca,
+            new_ca: r.new_ca,
+            revoked: r.revoked,
+            total: r.total,
+            resumed: r.resumed,
+            error: r.error,
+            admin_action: r.admin_action,
+        }
     }
-    if let Some(pending) = overview.pending {
-        return Err(error(
-            StatusCode::CONFLICT,
-            "ca_request_pending",
-            format!("the CSR of issuing CA {} waits for its certificate: import it with `provisioner ca import-cert FILE` first", pending.id),
-        ));
-    }
-    let job_id = format!("{:016x}", rand::random::<u64>());
-    {
-        let mut state = context.rotation.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(running) = state.as_ref().filter(|s| s.running) {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "rotation_in_progress",
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    to: Option<String>,
+}
+
+async fn rotate_ca(
+    State(context): State<Arc<AdminContext>>,
+    read: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body(read, "body", 64 * 1024)?;
+    let request = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RotationRequest::default()
+    } else {
+        let parsed: RotateBody = serde_json::from_slice(&bytes).map_err(|e| {
+            bad_request(
+                "invalid_body",
                 format!(
-                    "CA rotation {} is still running: follow it with GET {API_PREFIX}/ca/rotation",
-                    running.job_id
+                    "the body must be JSON {{\"to\": CA_ARN}} (on AWS) or empty (locally): {e}"
                 ),
-            ));
+            )
+        })?;
+        RotationRequest {
+            to: parsed.to.filter(|to| !to.trim().is_empty()),
         }
-        *state = Some(RotationProgress {
-            job_id: job_id.clone(),
-            started_at: context.now(),
-            running: true,
-            old_ca: None,
-            new_ca: None,
-            revoked: 0,
-            resumed: false,
-            finished_at: None,
-            error: None,
-        });
-    }
-    let task = tokio::spawn(run_rotation(context.clone()));
-    // A panic in the rotation must not leave it "running" forever.
-    let watcher = context.clone();
-    tokio::spawn(async move {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "the CA rotation task failed");
-            update_rotation(&watcher, |p| {
-                p.running = false;
-                p.error = Some("the rotation stopped unexpectedly; the error is logged. POST ca/rotate resumes it".into());
-            });
-        }
-    });
+    };
+    let status = context.fleet.start_rotation(request, context.now()).await?;
     let location = format!("{API_PREFIX}/ca/rotation");
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "jobId": job_id,
-            "state": "running",
-            "statusUrl": location,
-        })),
-    )
-        .into_response();
+    let mut view = serde_json::to_value(RotationView::from(status)).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise the rotation");
+        internal()
+    })?;
+    view["statusUrl"] = Value::String(location.clone());
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, value);
     }
     Ok(response)
 }
 
-fn update_rotation(context: &AdminContext, change: impl FnOnce(&mut RotationProgress)) {
-    let mut state = context.rotation.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(progress) = state.as_mut() {
-        change(progress);
-    }
-}
-
-async fn run_rotation(context: Arc<AdminContext>) {
-    let now = context.now();
-    let result = operations::rotate_ca(&context.data_dir, &context.registry, now, |revoked| {
-        update_rotation(&context, |p| p.revoked = revoked);
-    })
-    .await;
-    let finished_at = context.now();
-    match result {
-        Ok(outcome) => {
-            tracing::info!(
-                old_ca = outcome.old_ca,
-                new_ca = outcome.new_ca,
-                revoked = outcome.revoked,
-                "CA rotated through the admin API"
-            );
-            update_rotation(&context, |p| {
-                p.running = false;
-                p.old_ca = Some(outcome.old_ca);
-                p.new_ca = Some(outcome.new_ca);
-                p.revoked = outcome.revoked;
-                p.resumed = outcome.resumed;
-                p.finished_at = Some(finished_at);
-            });
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the CA rotation failed");
-            update_rotation(&context, |p| {
-                p.running = false;
-                p.error = Some(format!(
-                    "{e}; what was committed stays committed, and POST {API_PREFIX}/ca/rotate resumes it"
-                ));
-            });
-        }
-    }
-}
-
 async fn rotation(
     State(context): State<Arc<AdminContext>>,
 ) -> Result<Json<RotationView>, ApiError> {
-    let progress = context
-        .rotation
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    if let Some(p) = progress {
-        let (mut old_ca, mut new_ca, mut revoked) = (p.old_ca, p.new_ca, p.revoked);
-        if p.running {
-            // The registry knows the pair as soon as the new CA is installed.
-            if let Some(job) = context
-                .registry
-                .unfinished_rotations()
-                .await?
-                .into_iter()
-                .next()
-            {
-                old_ca = old_ca.or(Some(job.old_ca));
-                new_ca = new_ca.or(Some(job.new_ca));
-                revoked = revoked.max(job.revoked_count);
-            }
-        }
-        let state = match (p.running, &p.error) {
-            (true, _) => "running",
-            (false, Some(_)) => "failed",
-            (false, None) => "finished",
-        };
-        return Ok(Json(RotationView {
-            job_id: p.job_id,
-            state,
-            finished: state == "finished",
-            started_at: rfc3339(p.started_at),
-            finished_at: p.finished_at.map(rfc3339),
-            old_ca,
-            new_ca,
-            revoked,
-            resumed: p.resumed,
-            error: p.error,
-        }));
-    }
-    // Nothing started since this process began: what the registry remembers.
-    let unfinished = context
-        .registry
-        .unfinished_rotations()
-        .await?
-        .into_iter()
-        .next();
-    let job = match unfinished {
-        Some(job) => Some(job),
-        None => context.registry.last_rotation().await?,
-    };
-    let job = job.ok_or_else(|| {
+    let status = context.fleet.rotation().await?.ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
             "no_rotation",
             format!("no CA rotation has run: start one with POST {API_PREFIX}/ca/rotate"),
         )
     })?;
-    let finished = job.finished_at.is_some();
-    Ok(Json(RotationView {
-        job_id: format!("registry-{}", job.id),
-        state: if finished { "finished" } else { "interrupted" },
-        finished,
-        started_at: rfc3339(job.started_at),
-        finished_at: job.finished_at.map(rfc3339),
-        old_ca: Some(job.old_ca),
-        new_ca: Some(job.new_ca),
-        revoked: job.revoked_count,
-        resumed: false,
-        error: (!finished).then(|| {
-            format!("this rotation was interrupted: POST {API_PREFIX}/ca/rotate resumes it")
-        }),
-    }))
+    Ok(Json(status.into()))
+}
+
+// ---------------------------------------------------------------------------------
+// Regional registrations (AWS)
+// ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list_registrations(
+    State(context): State<Arc<AdminContext>>,
+    parsed: Result<Query<RegistrationListQuery>, QueryRejection>,
+) -> Result<Json<Page<RegistrationView>>, ApiError> {
+    let q = query(parsed)?;
+    let limit = page_size(q.limit.as_deref())?;
+    let after = q
+        .cursor
+        .map(|c| decode_cursor(CursorKind::Registrations, &c))
+        .transpose()?;
+    let listed = context.fleet.unfinished_registrations(after, limit).await?;
+    Ok(Json(page(
+        listed,
+        RegistrationView::from,
+        CursorKind::Registrations,
+    )))
+}
+
+async fn retry_registrations(
+    State(context): State<Arc<AdminContext>>,
+) -> Result<Json<Value>, ApiError> {
+    let retried = context
+        .fleet
+        .retry_registrations(RETRY_REGISTRATIONS_LIMIT)
+        .await?;
+    Ok(Json(json!({
+        "attempted": retried.attempted,
+        "done": retried.done,
+        "failed": retried.failed,
+        "inFlight": retried.in_flight,
+        "more": retried.more,
+    })))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1408,7 +1318,7 @@ async fn rotation(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+struct AuditListQuery {
     device: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
@@ -1416,29 +1326,23 @@ struct AuditQuery {
 
 async fn audit(
     State(context): State<Arc<AdminContext>>,
-    parsed: Result<Query<AuditQuery>, QueryRejection>,
+    parsed: Result<Query<AuditListQuery>, QueryRejection>,
 ) -> Result<Json<Page<AuditView>>, ApiError> {
     let q = query(parsed)?;
     let limit = page_size(q.limit.as_deref())?;
-    let before = q
+    let after = q
         .cursor
-        .map(|c| {
-            decode_cursor(CursorKind::Audit, &c)?
-                .parse::<i64>()
-                .map_err(|_| invalid_cursor())
-        })
+        .map(|c| decode_cursor(CursorKind::Audit, &c))
         .transpose()?;
-    let rows = context
-        .registry
-        .audit_newest_first(before, q.device.filter(|d| !d.is_empty()), limit + 1)
+    let listed = context
+        .fleet
+        .audit(AuditQuery {
+            device_id: q.device.filter(|d| !d.is_empty()),
+            after,
+            limit,
+        })
         .await?;
-    Ok(Json(page(
-        rows,
-        limit,
-        |e| e.id.to_string(),
-        AuditView::from,
-        CursorKind::Audit,
-    )))
+    Ok(Json(page(listed, AuditView::from, CursorKind::Audit)))
 }
 
 #[derive(Deserialize)]
@@ -1475,7 +1379,7 @@ async fn issuance_stats(
     let now = context.now();
     let until = now - now.rem_euclid(SECONDS_PER_HOUR) + SECONDS_PER_HOUR;
     let since = until - i64::from(hours) * SECONDS_PER_HOUR;
-    let counted = context.registry.decisions_per_hour(since, until).await?;
+    let counted = context.fleet.decisions_per_hour(since, until).await?;
     let buckets = (0..i64::from(hours))
         .map(|n| {
             let hour = since + n * SECONDS_PER_HOUR;
@@ -1560,6 +1464,20 @@ impl Dashboard {
     /// How many files are served beside the page.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// The same dashboard whose policy also lets it fetch from `origin` (the sign-in
+    /// provider's token endpoint).
+    fn allowing_connections_to(&self, origin: &str) -> Self {
+        let policy = self.content_security_policy().replacen(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {origin}"),
+            1,
+        );
+        Self {
+            csp: HeaderValue::from_str(&policy).unwrap_or_else(|_| self.csp.clone()),
+            ..self.clone()
+        }
     }
 }
 
@@ -1794,7 +1712,7 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "Provisioner admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Devices, certificates, the issuing CA, the audit log and issuance statistics of a local provisioner. Every route needs `Authorization: Bearer TOKEN` (`provisioner admin token` prints it). Errors are `{error, message}`: a stable code and what to fix."
+            "description": "Devices, certificates, the issuing CA, the audit log, issuance statistics and (on AWS) regional registrations of a provisioner. Every route needs `Authorization: Bearer TOKEN`: the admin token locally (`provisioner admin token` prints it), a Cognito ID token on AWS. Errors are `{error, message}`: a stable code and what to fix."
         },
         "servers": [{ "url": API_PREFIX }],
         "security": [{ "adminToken": [] }],
@@ -1897,28 +1815,44 @@ pub fn openapi_document() -> Value {
                     "200": answer("The CA", "CaOverview"),
                     "409": refusal("The CA is not set up, or waits for its certificate", &["ca_not_ready"])
                 })) },
-            "/ca/crl": { "get": operation("getCrl", "The current issuing CA's CRL, regenerated now",
+            "/ca/crl": { "get": operation("getCrl", "The current issuing CA's CRL, regenerated now (locally; on AWS ACM Private CA publishes it)",
                 json!([]),
                 json!({
                     "200": { "description": "The CRL, PEM", "content": { PEM_MEDIA_TYPE: { "schema": { "type": "string" } } } },
+                    "404": refusal("On AWS: ACM Private CA publishes the CRL; the message says where", &["crl_published_by_pca"]),
                     "409": refusal("The CA is not set up", &["ca_not_ready"])
                 })) },
-            "/ca/rotate": { "post": operation("rotateCa", "Start a CA rotation in the background: a new intermediate, and every certificate of the old one revoked",
-                json!([]),
-                json!({
+            "/ca/rotate": { "post": {
+                "operationId": "rotateCa",
+                "summary": "Start a CA rotation as a job: locally a new intermediate is created; on AWS the body names the installed ACM Private CA to rotate to. Every certificate of the old CA is then revoked",
+                "requestBody": { "required": false, "content": { "application/json": { "schema": schema("RotateRequest") } } },
+                "responses": {
                     "202": {
                         "description": "Started; follow it at ca/rotation",
                         "headers": { "Location": { "schema": { "type": "string" } } },
                         "content": { "application/json": { "schema": schema("RotationStarted") } }
                     },
-                    "409": refusal("A rotation is running, or this CA cannot rotate here", &["rotation_in_progress", "root_key_not_local", "ca_request_pending", "ca_not_ready"])
-                })) },
+                    "400": refusal("The body is wrong for this backend", &["invalid_body", "missing_target_ca", "unexpected_target_ca", "invalid_ca_arn"]),
+                    "401": { "$ref": "#/components/responses/Unauthorized" },
+                    "409": refusal("A rotation is running, or this CA cannot rotate here", &["rotation_in_progress", "root_key_not_local", "ca_request_pending", "ca_not_ready"]),
+                    "503": refusal("The registry is busy; retry after Retry-After seconds", &["registry_busy"])
+                }
+            } },
             "/ca/rotation": { "get": operation("getRotation", "The progress of the latest CA rotation",
                 json!([]),
                 json!({
                     "200": answer("The rotation", "Rotation"),
                     "404": refusal("No rotation has run", &["no_rotation"])
                 })) },
+            "/registrations": { "get": operation("listRegistrations", "Regional IoT Core registrations not finished yet (PENDING or FAILED), oldest change first; always empty locally",
+                json!([cursor.clone(), limit.clone()]),
+                json!({
+                    "200": answer("A page of registrations", "RegistrationPage"),
+                    "400": bad_query(&["invalid_cursor", "invalid_limit", "invalid_query"])
+                })) },
+            "/registrations/retry": { "post": operation("retryRegistrations", &format!("Retry up to {RETRY_REGISTRATIONS_LIMIT} unfinished regional registrations now (a scheduled job does it every minute on AWS)"),
+                json!([]),
+                json!({ "200": answer("What was retried", "RetriedRegistrations") })) },
             "/audit": { "get": operation("listAudit", "The audit log of allow and deny decisions, newest first",
                 json!([
                     query_parameter("device", "Only this device's decisions.", string.clone()),
@@ -2001,17 +1935,21 @@ pub fn openapi_document() -> Value {
                 "CertificateDetails": {
                     "allOf": [schema("Certificate"), {
                         "type": "object",
-                        "required": ["certificatePem"],
-                        "properties": { "certificatePem": string.clone() }
+                        "required": ["certificatePem", "registrations"],
+                        "properties": {
+                            "certificatePem": string.clone(),
+                            "registrations": { "type": "array", "items": schema("Registration"), "description": "Its registration with IoT Core in each region (AWS; empty locally)." }
+                        }
                     }]
                 },
                 "CertificatePage": page_of("Certificate"),
                 "Revoked": {
                     "type": "object",
-                    "required": ["certificate", "alreadyRevoked", "crlRegenerated"],
+                    "required": ["certificate", "alreadyRevoked", "propagated", "crlRegenerated"],
                     "properties": {
                         "certificate": schema("Certificate"),
                         "alreadyRevoked": { "type": "boolean", "description": "Revoked before: nothing changed." },
+                        "propagated": { "type": "boolean", "description": "The revocation reached everything beyond the registry: the CRLs locally; ACM Private CA and IoT Core in every region on AWS. False: the revocation stands in the registry; the failure is logged." },
                         "crlRegenerated": { "type": "boolean", "description": "False when the CRLs could not be written now (the revocation stands; GET ca/crl writes them)." }
                     }
                 },
@@ -2019,7 +1957,7 @@ pub fn openapi_document() -> Value {
                     "type": "object",
                     "required": ["id", "at", "deviceId", "decision", "code", "remoteAddr", "fingerprint", "certificateId"],
                     "properties": {
-                        "id": { "type": "integer" },
+                        "id": { "type": "string", "description": "Opaque; unique in the log." },
                         "at": time.clone(),
                         "deviceId": nullable("string"),
                         "decision": { "type": "string", "enum": ["allow", "deny", "unknown"] },
@@ -2066,9 +2004,10 @@ pub fn openapi_document() -> Value {
                 },
                 "Ca": {
                     "type": "object",
-                    "required": ["id", "subject", "serial", "certificateId", "notBefore", "notAfter", "state", "revokedAt"],
+                    "required": ["id", "arn", "subject", "serial", "certificateId", "notBefore", "notAfter", "state", "revokedAt"],
                     "properties": {
                         "id": string.clone(),
+                        "arn": { "type": ["string", "null"], "description": "The ACM Private CA's ARN (AWS)." },
                         "subject": { "type": "string", "description": "RFC 4514." },
                         "serial": string.clone(),
                         "certificateId": string.clone(),
@@ -2081,29 +2020,64 @@ pub fn openapi_document() -> Value {
                 },
                 "CaOverview": {
                     "type": "object",
-                    "required": ["current", "previous", "pendingCsr", "rootKeyLocal"],
+                    "required": ["backend", "current", "previous", "pendingCsr", "canCreateNextCa", "rootKeyLocal"],
                     "properties": {
+                        "backend": { "type": "string", "enum": ["local", "aws"] },
+                        "canCreateNextCa": { "type": "boolean", "description": "POST ca/rotate creates the next CA itself (locally, with the root key here); otherwise it names one." },
                         "current": { "oneOf": [schema("Ca"), { "type": "null" }] },
                         "previous": { "type": "array", "items": schema("Ca") },
-                        "pendingCsr": { "type": ["string", "null"], "description": "The id of an issuing CA whose CSR waits for its certificate." },
-                        "rootKeyLocal": { "type": "boolean" }
+                        "pendingCsr": { "type": ["string", "null"], "description": "The id (local) or ARN (AWS) of an issuing CA that waits for its certificate." },
+                        "rootKeyLocal": { "type": "boolean", "description": "The same as canCreateNextCa." }
+                    }
+                },
+                "RotateRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "to": { "type": "string", "description": "AWS only: the ARN of the installed ACM Private CA to rotate to (`provisioner aws ca create` and `install` make it)." }
                     }
                 },
                 "RotationStarted": {
+                    "allOf": [schema("Rotation"), {
+                        "type": "object",
+                        "required": ["statusUrl"],
+                        "properties": { "statusUrl": string.clone() }
+                    }]
+                },
+                "Registration": {
                     "type": "object",
-                    "required": ["jobId", "state", "statusUrl"],
+                    "required": ["certificateId", "region", "deviceId", "status", "attempts", "lastError", "updatedAt"],
                     "properties": {
-                        "jobId": string.clone(),
-                        "state": { "type": "string", "const": "running" },
-                        "statusUrl": string.clone()
+                        "certificateId": string.clone(),
+                        "region": string.clone(),
+                        "deviceId": string.clone(),
+                        "status": { "type": "string", "enum": ["PENDING", "DONE", "FAILED"] },
+                        "attempts": { "type": "integer" },
+                        "lastError": nullable("string"),
+                        "updatedAt": time.clone()
+                    }
+                },
+                "RegistrationPage": page_of("Registration"),
+                "RetriedRegistrations": {
+                    "type": "object",
+                    "required": ["attempted", "done", "failed", "inFlight", "more"],
+                    "properties": {
+                        "attempted": { "type": "integer" },
+                        "done": { "type": "integer" },
+                        "failed": { "type": "integer" },
+                        "inFlight": { "type": "integer", "description": "Pending ones a request may still be finishing: left for later." },
+                        "more": { "type": "boolean", "description": "More were due than one call retries." }
                     }
                 },
                 "Rotation": {
                     "type": "object",
-                    "required": ["jobId", "state", "finished", "startedAt", "finishedAt", "oldCa", "newCa", "revoked", "resumed", "error"],
+                    "required": ["jobId", "state", "step", "finished", "startedAt", "finishedAt", "oldCa", "newCa", "revoked", "total", "resumed", "error", "adminAction"],
                     "properties": {
                         "jobId": string.clone(),
-                        "state": { "type": "string", "enum": ["running", "finished", "failed", "interrupted"], "description": "interrupted: found unfinished in the registry; POST ca/rotate resumes it." },
+                        "state": { "type": "string", "enum": ["running", "finished", "failed", "interrupted"], "description": "interrupted: found unfinished in the registry; POST ca/rotate resumes it. On AWS a failed rotation is retried by the scheduled maintenance." },
+                        "step": { "type": ["string", "null"], "enum": ["registering", "switching", "revoking", "deactivating", "done", "failed", null] },
+                        "total": { "type": ["integer", "null"], "description": "Certificates to revoke, when known." },
+                        "adminAction": { "type": ["string", "null"], "description": "What the PKI admin must still do by hand (AWS: revoke the old CA at a parent outside this account)." },
                         "finished": { "type": "boolean" },
                         "startedAt": time.clone(),
                         "finishedAt": nullable_time,
@@ -2132,10 +2106,6 @@ pub fn openapi_document() -> Value {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
     use super::*;
 
     #[test]
@@ -2156,66 +2126,19 @@ mod tests {
 
     #[test]
     fn a_page_has_a_next_cursor_only_when_more_rows_were_found() {
-        let full = page(vec![1, 2, 3], 2, i32::to_string, |n| n, CursorKind::Audit);
+        let full = page(
+            Listed::cut(vec![1, 2, 3], 2, i32::to_string),
+            |n| n,
+            CursorKind::Audit,
+        );
         assert_eq!(full.items, [1, 2]);
         let next = full.next_cursor.unwrap();
         assert_eq!(decode_cursor(CursorKind::Audit, &next).unwrap(), "2");
-        let last = page(vec![1, 2], 2, i32::to_string, |n| n, CursorKind::Audit);
+        let last = page(
+            Listed::cut(vec![1, 2], 2, i32::to_string),
+            |n| n,
+            CursorKind::Audit,
+        );
         assert_eq!(last.next_cursor, None);
-    }
-
-    #[tokio::test]
-    async fn a_second_rotation_while_one_runs_is_409() {
-        // given a rotation the context records as running
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::new(dir.path());
-        data_dir.ensure_exists().unwrap();
-        LocalAuthority::init_development(&data_dir.ca_dir(), 1_800_000_000).unwrap();
-        let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
-        let token = String::from_utf8(data_dir.admin_token().unwrap().bytes).unwrap();
-        let context = Arc::new(AdminContext::new(registry, data_dir));
-        *context.rotation.lock().unwrap() = Some(RotationProgress {
-            job_id: "0123".into(),
-            started_at: 1_800_000_000,
-            running: true,
-            old_ca: None,
-            new_ca: None,
-            revoked: 7,
-            resumed: false,
-            finished_at: None,
-            error: None,
-        });
-        let app = router(context);
-        let send = |method: &str, path: &str| {
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Body::empty())
-                .unwrap()
-        };
-
-        // when another is asked for
-        let response = app
-            .clone()
-            .oneshot(send("POST", "/admin/api/ca/rotate"))
-            .await
-            .unwrap();
-
-        // then it is refused, and the running one is reported
-        assert_eq!(response.status(), StatusCode::CONFLICT);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"], "rotation_in_progress");
-        let response = app
-            .oneshot(send("GET", "/admin/api/ca/rotation"))
-            .await
-            .unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["state"], "running");
-        assert_eq!(body["jobId"], "0123");
-        assert_eq!(body["revoked"], 7);
-        assert_eq!(body["finished"], false);
     }
 }

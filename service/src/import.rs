@@ -76,6 +76,7 @@ impl ImportSummary {
         self.invalid == 0 && self.conflicts == 0
     }
 
+    #[cfg_attr(not(any(feature = "local", feature = "aws")), allow(dead_code))]
     pub(crate) fn report(&mut self, error: ImportError) {
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(error);

@@ -5,14 +5,16 @@
 //! on-disk CA) and, later, the AWS ones; the binaries only build adapters and call it.
 
 #![forbid(unsafe_code)]
+// The OpenAPI document is one large `json!` literal (admin.rs).
+#![recursion_limit = "256"]
 #![warn(missing_docs)]
 
-#[cfg(feature = "local")]
 pub mod admin;
 pub mod admin_auth;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod fleet;
 pub mod flow;
 pub mod import;
 pub mod latent;

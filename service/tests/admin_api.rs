@@ -17,12 +17,13 @@ use http_body_util::BodyExt;
 use provisioner_core::{Clock, IssuanceProfile, IssuanceRateLimit, UnixTime};
 use provisioner_service::admin::{self, AdminContext, DASHBOARD_CSP};
 use provisioner_service::flow::{Adapters, FlowError, FlowSettings, Ports, Provisioner};
+use provisioner_service::local::admin::LocalFleet;
 use provisioner_service::local::authority::LocalAuthority;
 use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::registry::SqliteRegistry;
 use provisioner_service::local::CurrentAuthority;
 use rcgen::PublicKeyData;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
@@ -142,7 +143,10 @@ fn harness() -> Harness {
             endpoint: "127.0.0.1:8883".into(),
         },
     );
-    let context = AdminContext::new(registry.clone(), data_dir.clone()).with_clock(clock.clone());
+    let context = AdminContext::new(Arc::new(
+        LocalFleet::new(registry.clone(), data_dir.clone()).with_clock(clock.clone()),
+    ))
+    .with_clock(clock.clone());
     Harness {
         router: admin::router(Arc::new(context)),
         _dir: dir,
@@ -849,7 +853,63 @@ async fn the_ca_shows_the_current_intermediate_and_its_chain() {
     assert_eq!(ca["current"]["notBefore"], "2027-01-15T06:55:00Z");
     assert!(ca["previous"].as_array().unwrap().is_empty());
     assert_eq!(ca["rootKeyLocal"], true);
+    assert_eq!(ca["canCreateNextCa"], true);
+    assert_eq!(ca["backend"], "local");
+    assert!(ca["current"]["arn"].is_null());
     assert!(ca["pendingCsr"].is_null());
+}
+
+#[tokio::test]
+async fn a_local_rotation_takes_no_target_and_a_malformed_body_is_400() {
+    let h = harness();
+    let named = h
+        .post(
+            "/admin/api/ca/rotate",
+            r#"{"to": "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x"}"#,
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::BAD_REQUEST);
+    assert_eq!(named.code(), "unexpected_target_ca");
+    for body in ["not json", r#"{"to": 3}"#, r#"{"target": "x"}"#] {
+        let answer = h.post("/admin/api/ca/rotate", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer.code(), "invalid_body", "{body}");
+    }
+    // nothing started
+    let status = h.get("/admin/api/ca/rotation").await;
+    assert_eq!(status.status, StatusCode::NOT_FOUND);
+    assert_eq!(status.code(), "no_rotation");
+}
+
+#[tokio::test]
+async fn one_machine_has_no_regional_registrations() {
+    let h = harness();
+    let device = Device::new("dev-1");
+    h.import(std::slice::from_ref(&device)).await;
+    let certificate_id = h.provision(&device).await.unwrap();
+
+    let listed = h.get("/admin/api/registrations").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.json(), json!({ "items": [], "nextCursor": null }));
+    let retried = h
+        .post("/admin/api/registrations/retry", Body::empty())
+        .await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(
+        retried.json(),
+        json!({ "attempted": 0, "done": 0, "failed": 0, "inFlight": 0, "more": false })
+    );
+    let certificate = h
+        .get(&format!("/admin/api/certificates/{certificate_id}"))
+        .await
+        .json();
+    assert_eq!(certificate["registrations"], json!([]));
+    assert!(certificate["certificatePem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    let bad = h.get("/admin/api/registrations?cursor=ZDp4").await;
+    assert_eq!(bad.code(), "invalid_cursor", "a devices cursor is refused");
 }
 
 #[tokio::test]

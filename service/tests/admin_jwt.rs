@@ -24,6 +24,7 @@ use http_body_util::BodyExt;
 use provisioner_core::{Clock, UnixTime};
 use provisioner_service::admin::{self, AdminContext};
 use provisioner_service::admin_auth::{JwtValidator, KEY_REFETCH_INTERVAL_SECS};
+use provisioner_service::local::admin::LocalFleet;
 use provisioner_service::local::authority::LocalAuthority;
 use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::registry::SqliteRegistry;
@@ -241,7 +242,10 @@ async fn harness_with(jwt: bool) -> Harness {
     let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
     let local_token = String::from_utf8(data_dir.admin_token().unwrap().bytes).unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
-    let mut context = AdminContext::new(registry, data_dir).with_clock(clock.clone());
+    let mut context = AdminContext::new(Arc::new(
+        LocalFleet::new(registry, data_dir).with_clock(clock.clone()),
+    ))
+    .with_clock(clock.clone());
     if jwt {
         let validator = JwtValidator::new(&issuer.url, CLIENT_ID)
             .unwrap()

@@ -15,8 +15,9 @@ use axum::Router;
 use base64::Engine;
 use http_body_util::BodyExt;
 use provisioner_service::admin::{
-    self, AdminContext, Dashboard, DASHBOARD_BUILD_COMMAND, DASHBOARD_CSP,
+    self, AdminContext, Dashboard, HostedSignIn, DASHBOARD_BUILD_COMMAND, DASHBOARD_CSP,
 };
+use provisioner_service::local::admin::LocalFleet;
 use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::registry::SqliteRegistry;
 use sha2::{Digest, Sha256};
@@ -76,10 +77,22 @@ impl Answer {
 
 /// The admin router over a fresh data directory, with `dashboard`.
 fn router(base: &Path, dashboard: Option<Dashboard>) -> Router {
+    router_signing_in(base, dashboard, None)
+}
+
+/// The same, offering hosted sign-in through `sign_in`.
+fn router_signing_in(
+    base: &Path,
+    dashboard: Option<Dashboard>,
+    sign_in: Option<HostedSignIn>,
+) -> Router {
     let data_dir = DataDir::new(base.join("data"));
     data_dir.ensure_exists().unwrap();
     let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
-    let context = AdminContext::new(registry, data_dir);
+    let mut context = AdminContext::new(Arc::new(LocalFleet::new(registry, data_dir)));
+    if let Some(sign_in) = sign_in {
+        context = context.with_sign_in(sign_in);
+    }
     admin::router_with_dashboard(Arc::new(context), dashboard.map(Arc::new))
 }
 
@@ -135,6 +148,75 @@ async fn the_built_dashboard_is_served_at_the_root_with_its_loader_allowed_by_ha
     assert!(csp.contains("style-src 'self';"));
     assert_eq!(page.header("x-content-type-options"), "nosniff");
     assert_eq!(page.header("cache-control"), "no-cache");
+}
+
+#[tokio::test]
+async fn the_sign_in_settings_are_public_and_hosted_sign_in_widens_only_connect_src() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    write_dist(&dist);
+
+    // without hosted sign-in: the token form only, and the page's policy unchanged
+    let plain = router(
+        dir.path().join("a").as_path(),
+        Dashboard::load(&dist).unwrap(),
+    );
+    let settings = get(&plain, admin::SIGN_IN_PATH).await;
+    assert_eq!(settings.status, StatusCode::OK, "no token needed");
+    let body: serde_json::Value = serde_json::from_slice(&settings.body).unwrap();
+    assert_eq!(body, serde_json::json!({ "token": true, "oidc": null }));
+    let plain_csp = get(&plain, "/")
+        .await
+        .header("content-security-policy")
+        .to_owned();
+    assert!(plain_csp.contains("connect-src 'self';"));
+
+    // with Cognito's hosted UI
+    let sign_in = HostedSignIn::cognito(
+        "https://fleet.auth.eu-west-1.amazoncognito.com/",
+        "client-1",
+    )
+    .unwrap();
+    let hosted = router_signing_in(
+        dir.path().join("b").as_path(),
+        Dashboard::load(&dist).unwrap(),
+        Some(sign_in),
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&get(&hosted, admin::SIGN_IN_PATH).await.body).unwrap();
+    assert_eq!(
+        body["oidc"]["authorizeUrl"],
+        "https://fleet.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    );
+    assert_eq!(
+        body["oidc"]["tokenUrl"],
+        "https://fleet.auth.eu-west-1.amazoncognito.com/oauth2/token"
+    );
+    assert_eq!(body["oidc"]["clientId"], "client-1");
+    assert_eq!(body["oidc"]["scope"], "openid email profile");
+    let csp = get(&hosted, "/")
+        .await
+        .header("content-security-policy")
+        .to_owned();
+    assert_eq!(
+        csp,
+        plain_csp.replace(
+            "connect-src 'self';",
+            "connect-src 'self' https://fleet.auth.eu-west-1.amazoncognito.com;"
+        )
+    );
+
+    // and a domain that is not an https origin is refused
+    for bad in [
+        "fleet.auth.eu-west-1.amazoncognito.com",
+        "http://fleet.example.com",
+        "https://fleet.example.com/path",
+        "https://",
+    ] {
+        assert!(HostedSignIn::cognito(bad, "client-1").is_err(), "{bad}");
+    }
+    assert!(HostedSignIn::cognito("http://127.0.0.1:9000", "client-1").is_ok());
+    assert!(HostedSignIn::cognito("https://fleet.example.com", "").is_err());
 }
 
 #[tokio::test]

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
-use provisioner_service::admin::{self, AdminContext};
+use provisioner_service::admin::{self, AdminContext, HostedSignIn};
 use provisioner_service::admin_auth::JwtValidator;
 use provisioner_service::api::{router, DeviceApi};
+use provisioner_service::fleet::FleetAdmin;
 use provisioner_service::flow::{FlowSettings, Provisioner};
 use provisioner_service::latent::UrlSigner;
+use provisioner_service::local::admin::LocalFleet;
 use provisioner_service::local::LocalAdapters;
 
 use super::Backend;
@@ -76,6 +78,15 @@ pub struct ServeArgs {
         requires = "admin_jwt_issuer"
     )]
     admin_jwt_group: Option<String>,
+    /// Offer sign-in through this Cognito hosted UI domain
+    /// (`https://PREFIX.auth.REGION.amazoncognito.com`) on the dashboard: the
+    /// authorization-code flow with PKCE for the `--admin-jwt-audience` app client.
+    #[arg(
+        long,
+        env = "PROVISIONER_ADMIN_SIGN_IN_DOMAIN",
+        requires = "admin_jwt_audience"
+    )]
+    admin_sign_in_domain: Option<String>,
     /// The built dashboard (Trunk's output, `bash scripts/build-ui.sh`), served at `/`;
     /// read at start. Without an `index.html` there, `/` says how to build it.
     #[arg(
@@ -100,8 +111,9 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Binds, initialises a fresh data directory, and serves until SIGINT or SIGTERM.
     pub async fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
-        // A wrong JWT setting stops us before anything listens or is created.
+        // A wrong JWT or sign-in setting stops us before anything listens or is created.
         let jwt = self.admin_jwt_validator()?;
+        let sign_in = self.hosted_sign_in()?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
@@ -109,7 +121,7 @@ impl ServeArgs {
         // The first line, which scripts and tests wait for.
         say(&format!("listening on http://{address}"));
         if self.backend == Backend::Aws {
-            return self.serve_aws(listener, global).await;
+            return self.serve_aws(listener, global, jwt, sign_in).await;
         }
 
         let data_dir = &global.data_dir;
@@ -127,14 +139,8 @@ impl ServeArgs {
 
         let settings = self.flow_settings();
         let ports = LocalAdapters::open(data_dir)?;
-        let mut admin = AdminContext::new(ports.registry.clone(), data_dir.clone());
-        if let Some(validator) = jwt {
-            tracing::info!(
-                issuer = validator.issuer(),
-                "admin API: Cognito ID tokens accepted"
-            );
-            admin = admin.with_jwt(validator);
-        }
+        let fleet = LocalFleet::new(ports.registry.clone(), data_dir.clone());
+        let admin = admin_context(Arc::new(fleet), jwt, sign_in);
         let url_key = data_dir.url_signing_key()?.bytes;
         let api = DeviceApi::<LocalAdapters> {
             provisioner: Provisioner::new(ports, settings),
@@ -143,23 +149,7 @@ impl ServeArgs {
             public_url: format!("http://{address}"),
             certificate_store: None,
         };
-        let dashboard = admin::Dashboard::load(&self.dashboard_dir).with_context(|| {
-            format!(
-                "cannot read the dashboard in {}",
-                self.dashboard_dir.display()
-            )
-        })?;
-        match &dashboard {
-            Some(_) => say(&format!(
-                "dashboard: http://{address}/ (from {})",
-                self.dashboard_dir.display()
-            )),
-            None => say(&format!(
-                "dashboard: not built in {} (`{}` builds it); / says so",
-                self.dashboard_dir.display(),
-                admin::DASHBOARD_BUILD_COMMAND
-            )),
-        }
+        let dashboard = self.dashboard(address)?;
         // The device API as it was, plus the admin API under /admin/api (bearer token)
         // and the dashboard at /.
         let app = router(Arc::new(api))
@@ -179,6 +169,40 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    /// The built dashboard, if there is one; says where it is served.
+    fn dashboard(&self, address: SocketAddr) -> anyhow::Result<Option<admin::Dashboard>> {
+        let dashboard = admin::Dashboard::load(&self.dashboard_dir).with_context(|| {
+            format!(
+                "cannot read the dashboard in {}",
+                self.dashboard_dir.display()
+            )
+        })?;
+        match &dashboard {
+            Some(_) => say(&format!(
+                "dashboard: http://{address}/ (from {})",
+                self.dashboard_dir.display()
+            )),
+            None => say(&format!(
+                "dashboard: not built in {} (`{}` builds it); / says so",
+                self.dashboard_dir.display(),
+                admin::DASHBOARD_BUILD_COMMAND
+            )),
+        }
+        Ok(dashboard)
+    }
+
+    /// The hosted sign-in of `--admin-sign-in-domain`, if given.
+    fn hosted_sign_in(&self) -> anyhow::Result<Option<HostedSignIn>> {
+        let (Some(domain), Some(client_id)) =
+            (&self.admin_sign_in_domain, &self.admin_jwt_audience)
+        else {
+            return Ok(None);
+        };
+        HostedSignIn::cognito(domain, client_id)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--admin-sign-in-domain: {e}"))
+    }
+
     /// The Cognito ID-token validator of the `--admin-jwt-*` flags, if given.
     fn admin_jwt_validator(&self) -> anyhow::Result<Option<JwtValidator>> {
         let (Some(issuer), Some(audience)) = (&self.admin_jwt_issuer, &self.admin_jwt_audience)
@@ -220,6 +244,8 @@ impl ServeArgs {
         self,
         listener: tokio::net::TcpListener,
         global: &Global,
+        jwt: Option<JwtValidator>,
+        sign_in: Option<HostedSignIn>,
     ) -> anyhow::Result<ExitCode> {
         use provisioner_service::aws::adapters::AwsAdapters;
         use provisioner_service::aws::ca::IssuingCaStore;
@@ -271,9 +297,33 @@ impl ServeArgs {
         self,
         _listener: tokio::net::TcpListener,
         _global: &Global,
+        _jwt: Option<JwtValidator>,
+        _sign_in: Option<HostedSignIn>,
     ) -> anyhow::Result<ExitCode> {
         anyhow::bail!(super::NO_AWS_FEATURE)
     }
+}
+
+/// The admin API's context over `fleet`, with the JWT validation and hosted sign-in
+/// configured.
+fn admin_context(
+    fleet: Arc<dyn FleetAdmin>,
+    jwt: Option<JwtValidator>,
+    sign_in: Option<HostedSignIn>,
+) -> AdminContext {
+    let mut admin = AdminContext::new(fleet);
+    if let Some(validator) = jwt {
+        tracing::info!(
+            issuer = validator.issuer(),
+            "admin API: Cognito ID tokens accepted"
+        );
+        admin = admin.with_jwt(validator);
+    }
+    if let Some(sign_in) = sign_in {
+        tracing::info!(authorize = %sign_in.authorize_url, "dashboard: hosted sign-in offered");
+        admin = admin.with_sign_in(sign_in);
+    }
+    admin
 }
 
 /// Prints a line on stdout; a closed stdout (the reader went away) must not stop serving.

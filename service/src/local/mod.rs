@@ -1,6 +1,7 @@
 //! The local adapters: everything `provisioner serve` needs on one machine, kept in a
 //! data directory.
 
+pub mod admin;
 pub mod authority;
 pub mod datadir;
 pub mod operations;

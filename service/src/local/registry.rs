@@ -291,6 +291,8 @@ impl Default for RegistryOptions {
 // Admin types
 // ---------------------------------------------------------------------------------
 
+pub use crate::fleet::{DeviceQuery, DeviceRecord, HourlyDecisions};
+
 /// Which certificates [`SqliteRegistry::list_certificates`] returns (all when empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertificateFilter {
@@ -374,34 +376,6 @@ pub struct CaRecord {
     pub revoked_at: Option<UnixTime>,
 }
 
-/// A device as the registry records it, with where and when it was imported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRecord {
-    /// The device id.
-    pub device_id: String,
-    /// The key from the manufacturer's manifest.
-    pub public_key: DeviceKey,
-    /// Disabled devices get nothing.
-    pub enabled: bool,
-    /// The manifest it was last imported from (its file name).
-    pub source_manifest: Option<String>,
-    /// When it was imported (or its key last replaced).
-    pub imported_at: UnixTime,
-}
-
-/// Which devices [`SqliteRegistry::list_devices`] returns: one page, by device id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceQuery {
-    /// Only ids that start with this (byte-wise, case-sensitive).
-    pub prefix: Option<String>,
-    /// Only enabled (`Some(true)`) or disabled (`Some(false)`) devices.
-    pub enabled: Option<bool>,
-    /// Only ids after this one: the last id of the previous page.
-    pub after: Option<String>,
-    /// At most this many.
-    pub limit: usize,
-}
-
 /// Where a page of [`SqliteRegistry::certificates_newest_first`] starts: the position of
 /// the last certificate of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,17 +384,6 @@ pub struct CertificatePosition {
     pub issued_at: UnixTime,
     /// Its id (orders certificates issued in the same second).
     pub certificate_id: String,
-}
-
-/// How many allow and deny decisions the audit log holds for one hour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HourlyDecisions {
-    /// The start of the hour (Unix seconds, a multiple of 3600).
-    pub hour: UnixTime,
-    /// Decisions that gave a certificate.
-    pub allow: u64,
-    /// Refusals.
-    pub deny: u64,
 }
 
 /// A thing of the local thing registry.

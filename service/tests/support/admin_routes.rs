@@ -30,6 +30,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/admin/api/ca", "/ca"),
     ("GET", "/admin/api/ca/crl", "/ca/crl"),
     ("GET", "/admin/api/ca/rotation", "/ca/rotation"),
+    ("GET", "/admin/api/registrations", "/registrations"),
+    (
+        "POST",
+        "/admin/api/registrations/retry",
+        "/registrations/retry",
+    ),
     ("GET", "/admin/api/audit", "/audit"),
     ("GET", "/admin/api/stats/issuance", "/stats/issuance"),
     ("GET", "/admin/api/openapi.json", "/openapi.json"),
