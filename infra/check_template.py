@@ -5,11 +5,16 @@ cfn-lint checks that the templates are valid CloudFormation; this checks that th
 the DynamoDB adapter uses, the environment the binaries read, least-privilege IAM, the
 CloudFront behaviours and the bucket settings. Each check names what it found.
 
-The admin API is optional (parameter EnableAdminApi, condition AdminApiEnabled, off by
-default while the admin-api Lambda does not exist): its resources are checked as they are
-(the translator keeps conditional resources, with their Condition), the CloudFront
-distribution both with the condition on and off, and a missing admin-api binary is
-reported, not a failure, as long as EnableAdminApi defaults to false.
+The admin API is optional (parameter EnableAdminApi, condition AdminApiEnabled, on by
+default): its resources are checked as they are (the translator keeps conditional
+resources, with their Condition), the CloudFront distribution both with the condition on
+and off. The scheduled maintenance function runs every minute, one run at a time, within
+the timeout its budget was planned for (lambdas/src/maintenance.rs). No resource may
+depend on itself through others (cfn-lint does not see cycles through what the SAM
+translator generates).
+
+`python infra/test_check_template.py` runs this script on broken variants of the template
+and expects each to fail with the right message.
 
 Runs offline with the SAM translator (the same one `sam validate` and `sam deploy` use):
 
@@ -34,6 +39,7 @@ INFRA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "infra"
 
 # Managed CloudFront policies (fixed ids, the same in every account).
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 
 # The tables of service/src/aws/dynamodb.rs (module docs) and config.rs: name -> keys.
@@ -62,6 +68,10 @@ UNSET_ON_PURPOSE = {
     # register`). Multi-account mode (false, devices connect with SNI) is not a template
     # option yet.
     "PROVISIONER_IOT_CA_REGISTERED",
+    # Every user of the admins' pool is an admin: accounts are created by an administrator
+    # only (AdminCreateUserConfig), so no group is required.
+    "PROVISIONER_ADMIN_JWT_GROUP",
+    "PROVISIONER_DASHBOARD_DIR",  # the default: dashboard/ beside bootstrap, in the zip
 }
 
 # The Lambda binaries and the CodeUri convention (cargo lambda's output).
@@ -69,7 +79,15 @@ FUNCTIONS = {
     "AuthorizerFunction": "authorizer",
     "IssuerFunction": "issuer",
     "AdminApiFunction": "admin-api",
+    "MaintenanceFunction": "maintenance",
 }
+
+# The admin API's routes: the API behind the Cognito authorizer, the dashboard public.
+ADMIN_AUTHORIZED_PATHS = {"/admin/api/{proxy+}"}
+ADMIN_PUBLIC_PATHS = {"/", "/ui/{proxy+}", "/admin/sign-in.json"}
+
+# The maintenance run's schedule.
+MAINTENANCE_SCHEDULE = "rate(1 minute)"
 
 # The admin API's switch: parameter, condition, and the resources only it uses (logical
 # ids of the template as written; the translator's resources for AdminApi and
@@ -78,7 +96,7 @@ ADMIN_PARAMETER = "EnableAdminApi"
 ADMIN_CONDITION = "AdminApiEnabled"
 ADMIN_ONLY = {"AdminApi", "AdminApiFunction", "AdminApiLogGroup", "AdminUserPool", "AdminUserPoolDomain",
               "AdminUserPoolClient", "AdminCachePolicy"}
-ADMIN_OUTPUTS = {"AdminUserPoolId", "AdminUserPoolClientId", "AdminJwtIssuer", "AdminHostedUiUrl"}
+ADMIN_OUTPUTS = {"AdminUserPoolId", "AdminUserPoolClientId", "AdminJwtIssuer", "AdminHostedUiUrl", "DashboardUrl"}
 
 failures = []
 notices = []
@@ -152,6 +170,66 @@ def documented_variables():
     return names
 
 
+def maintenance_timeout():
+    """lambdas/src/maintenance.rs FUNCTION_TIMEOUT_SECS: the timeout its budget is planned for."""
+    source = ROOT / "lambdas" / "src" / "maintenance.rs"
+    found = re.search(r"FUNCTION_TIMEOUT_SECS: u64 = (\d+);", source.read_text()) if source.exists() else None
+    return int(found.group(1)) if found else None
+
+
+def references(value, out):
+    """Logical ids `value` names through Ref, Fn::GetAtt and Fn::Sub."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                out.add(item.split(".")[0])
+            elif key == "Fn::GetAtt":
+                out.add(item[0] if isinstance(item, list) else item.split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (item, {}) if isinstance(item, str) else (item[0], item[1])
+                out.update(name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)
+                           if name.split(".")[0] not in variables)
+                references(variables, out)
+            else:
+                references(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            references(item, out)
+    return out
+
+
+def dependency_cycle(resources):
+    """One cycle of the resources' dependencies (Ref, GetAtt, Sub, DependsOn), or None."""
+    graph = {}
+    for logical, resource in resources.items():
+        named = references(resource.get("Properties", {}), set())
+        depends = resource.get("DependsOn", [])
+        named.update(depends if isinstance(depends, list) else [depends])
+        graph[logical] = sorted(n for n in named if n in resources and n != logical)
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = "done"
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
 def lambda_binaries():
     """[[bin]] names of lambdas/Cargo.toml."""
     cargo = ROOT / "lambdas" / "Cargo.toml"
@@ -174,10 +252,10 @@ def resolve(value, condition, enabled):
 
 
 def check_admin_switch(raw, res):
-    """EnableAdminApi: off by default, and exactly the admin-only resources depend on it."""
+    """EnableAdminApi: on by default, and exactly the admin-only resources depend on it."""
     parameter = raw["Parameters"].get(ADMIN_PARAMETER, {})
-    check(parameter.get("Default") == "false" and sorted(parameter.get("AllowedValues", [])) == ["false", "true"],
-          f"{ADMIN_PARAMETER} is true/false, default false: {parameter}")
+    check(parameter.get("Default") == "true" and sorted(parameter.get("AllowedValues", [])) == ["false", "true"],
+          f"{ADMIN_PARAMETER} is true/false, default true: {parameter}")
     check(raw.get("Conditions", {}).get(ADMIN_CONDITION) == {"Fn::Equals": [{"Ref": ADMIN_PARAMETER}, "true"]},
           f"condition {ADMIN_CONDITION} is {ADMIN_PARAMETER} == true")
     for logical, resource in raw["Resources"].items():
@@ -229,10 +307,20 @@ def check_main():
               "a denied request carries the authorizer's error and message")
     # SAM wraps a conditional function's routes in Fn::If on its condition.
     admin = resolve(res["AdminApi"]["Properties"]["Body"], ADMIN_CONDITION, True)
-    check(admin["paths"].get("/admin/api/{proxy+}", {}).get("x-amazon-apigateway-any-method", {})
-          .get("security") == [{"AdminCognito": []}], "the admin routes go through the Cognito authorizer")
+    routes = {(path, method): body.get("security") for path, methods in admin["paths"].items()
+              for method, body in methods.items()}
+    check({path for path, _ in routes} == ADMIN_AUTHORIZED_PATHS | ADMIN_PUBLIC_PATHS,
+          f"the admin API's routes are {sorted(ADMIN_AUTHORIZED_PATHS | ADMIN_PUBLIC_PATHS)}: {sorted(routes)}")
+    for (path, method), security in routes.items():
+        if path in ADMIN_AUTHORIZED_PATHS:
+            check(security == [{"AdminCognito": []}], f"{method} {path} goes through the Cognito authorizer: {security}")
+        else:
+            check(security == [{"NONE": []}] and method == "get",
+                  f"{method} {path} is a public GET (the dashboard's static files): {security}")
     check(admin["components"]["securitySchemes"]["AdminCognito"]["x-amazon-apigateway-authorizer"]["type"]
           == "cognito_user_pools", "AdminCognito is a Cognito user pool authorizer")
+    check("*/*" in admin.get("x-amazon-apigateway-binary-media-types", []),
+          "the admin API decodes the function's base64 answers (binary media type */*: the dashboard's wasm)")
     check(not any(r["Type"] == "AWS::ApiGateway::Stage" and r["Properties"]["StageName"] == "Stage"
                   for r in res.values()), "no stray SAM stage named Stage")
 
@@ -273,8 +361,20 @@ def check_main():
     check(not missing, f"variables the binaries read but the template does not set: {sorted(missing)} "
                        "(set them in Globals, or add them to UNSET_ON_PURPOSE with the reason)")
     admin_env = raw_res["AdminApiFunction"]["Properties"]["Environment"]["Variables"]
-    check({"PROVISIONER_ADMIN_JWT_ISSUER", "PROVISIONER_ADMIN_JWT_AUDIENCE"} <= set(admin_env),
-          "the admin API is told the JWT issuer and audience")
+    check({"PROVISIONER_ADMIN_JWT_ISSUER", "PROVISIONER_ADMIN_JWT_AUDIENCE", "PROVISIONER_ADMIN_SIGN_IN_DOMAIN"}
+          <= set(admin_env), "the admin API is told the JWT issuer, the audience and the hosted sign-in domain")
+
+    # --- The dashboard's sign-in: a public client, code flow with PKCE --------------------
+    client = raw_res["AdminUserPoolClient"]["Properties"]
+    signing_in = {k: resolve(v, "HasAdminDashboardUrl", True) for k, v in client.items()}
+    check(client.get("GenerateSecret") is False, "the dashboard's app client has no secret (PKCE)")
+    check(signing_in.get("AllowedOAuthFlows") == ["code"] and signing_in.get("AllowedOAuthFlowsUserPoolClient") is True,
+          f"the dashboard signs in with the authorization code flow: {signing_in.get('AllowedOAuthFlows')}")
+    check(sorted(signing_in.get("AllowedOAuthScopes", [])) == ["email", "openid", "profile"],
+          f"scopes openid email profile: {signing_in.get('AllowedOAuthScopes')}")
+    for urls in ("CallbackURLs", "LogoutURLs"):
+        check(signing_in.get(urls) == [{"Fn::Sub": "${AdminDashboardUrl}/"}],
+              f"{urls} is the dashboard's URL + / (AdminDashboardUrl): {signing_in.get(urls)}")
 
     # --- Functions and least privilege -------------------------------------------------
     binaries = lambda_binaries()
@@ -302,6 +402,45 @@ def check_main():
     authorizer = [a for s in statements(res, "AuthorizerFunctionRole") for a in as_list(s["Action"])]
     check(sorted(authorizer) == ["dynamodb:GetItem", "dynamodb:PutItem"],
           f"the authorizer reads devices and writes audit only: {authorizer}")
+    for logical in FUNCTIONS:
+        for statement in statements(res, f"{logical}Role"):
+            if "acm-pca:IssueCertificate" in as_list(statement["Action"]):
+                check("acm-pca:TemplateArn" in json.dumps(statement.get("Condition", {})),
+                      f"{logical}: IssueCertificate only with a named template")
+        group = raw_res.get(logical.replace("Function", "LogGroup"), {})
+        check(group.get("Properties", {}).get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{logical}}}"}
+              and group["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionDays"},
+              f"{logical} has its log group with the retention of LogRetentionDays")
+
+    # --- The scheduled maintenance ---------------------------------------------------------
+    maintenance = raw_res["MaintenanceFunction"]
+    props = maintenance["Properties"]
+    check("Condition" not in maintenance, "the maintenance runs with or without the admin API")
+    check(props.get("ReservedConcurrentExecutions") == 1,
+          f"never two maintenance runs at once (reserved concurrency 1): {props.get('ReservedConcurrentExecutions')}")
+    invoke = props.get("EventInvokeConfig", {})
+    check(invoke.get("MaximumRetryAttempts") == 0 and invoke.get("MaximumEventAgeInSeconds", 999) <= 60,
+          f"a throttled or failed maintenance run is not retried (the next minute's is): {invoke}")
+    timeout = maintenance_timeout()
+    check(timeout is not None and props.get("Timeout") == timeout,
+          f"the maintenance timeout {props.get('Timeout')} is the one its budget is planned for "
+          f"(lambdas/src/maintenance.rs FUNCTION_TIMEOUT_SECS = {timeout})")
+    rules = [r for r in res.values() if r["Type"] == "AWS::Events::Rule"
+             and any(t.get("Arn") == {"Fn::GetAtt": ["MaintenanceFunction", "Arn"]}
+                     for t in r["Properties"].get("Targets", []))]
+    check(len(rules) == 1 and rules[0]["Properties"].get("ScheduleExpression") == MAINTENANCE_SCHEDULE
+          and rules[0]["Properties"].get("State") == "ENABLED",
+          f"the maintenance runs on one enabled schedule, {MAINTENANCE_SCHEDULE}: "
+          f"{[r['Properties'].get('ScheduleExpression') for r in rules]}")
+    touched = {str(r) for s in statements(res, "MaintenanceFunctionRole") for r in as_list(s["Resource"])}
+    check(not any(f"{table}\"" in r or f"{table}'" in r for r in touched for table in ("devices", "audit")),
+          "the maintenance touches neither the devices nor the audit table")
+    check(not any(a.startswith("s3:") for s in statements(res, "MaintenanceFunctionRole") for a in as_list(s["Action"])),
+          "the maintenance has no S3 access")
+
+    # --- No dependency cycle (cfn-lint misses those through SAM's generated resources) ---
+    cycle = dependency_cycle(res)
+    check(cycle is None, f"dependency cycle: {' -> '.join(cycle or [])} (CloudFormation refuses the stack)")
 
     # --- IoT policy ----------------------------------------------------------------------
     iot = raw_res["DevicePolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -317,23 +456,33 @@ def check_main():
     # The distribution with the admin API off (the default) and on.
     template_config = raw_res["Distribution"]["Properties"]["DistributionConfig"]
     configs = {enabled: resolve(template_config, ADMIN_CONDITION, enabled) for enabled in (False, True)}
+    admin_only = ("Origins", "CacheBehaviors", "DefaultCacheBehavior", "DefaultRootObject")
     for enabled, config in configs.items():
         # An entry under another condition shows as itself, and fails the comparison.
         origins = sorted(str(o.get("Id", o)) for o in config["Origins"])
         paths = sorted(str(b.get("PathPattern", b)) for b in config["CacheBehaviors"])
         want_origins = ["admin-api", "dashboard", "device-api"] if enabled else ["dashboard", "device-api"]
-        want_paths = ["/admin/api/*", "/certificates/*", "/new"] if enabled else ["/certificates/*", "/new"]
+        want_paths = ["/admin/api/*", "/certificates/*", "/new", "/ui/*"] if enabled else ["/certificates/*", "/new"]
         check(origins == want_origins, f"{ADMIN_PARAMETER}={str(enabled).lower()}: origins {origins}")
         check(paths == want_paths, f"{ADMIN_PARAMETER}={str(enabled).lower()}: behaviours {paths}")
-    check({k: v for k, v in configs[True].items() if k not in ("Origins", "CacheBehaviors")}
-          == {k: v for k, v in configs[False].items() if k not in ("Origins", "CacheBehaviors")}
+        default = config.get("DefaultCacheBehavior", {})
+        want_default = ("admin-api", CACHING_DISABLED, None) if enabled else ("dashboard", CACHING_OPTIMIZED, "index.html")
+        check((default.get("TargetOriginId"), default.get("CachePolicyId"), config.get("DefaultRootObject")) == want_default,
+              f"{ADMIN_PARAMETER}={str(enabled).lower()}: the default behaviour (the dashboard's page) is "
+              f"{want_default}: {default}, DefaultRootObject {config.get('DefaultRootObject')}")
+    check({k: v for k, v in configs[True].items() if k not in admin_only}
+          == {k: v for k, v in configs[False].items() if k not in admin_only}
           and [o for o in configs[True]["Origins"] if o.get("Id") != "admin-api"] == configs[False]["Origins"]
-          and [b for b in configs[True]["CacheBehaviors"] if b.get("PathPattern") != "/admin/api/*"]
+          and [b for b in configs[True]["CacheBehaviors"] if b.get("PathPattern") not in ("/admin/api/*", "/ui/*")]
           == configs[False]["CacheBehaviors"],
-          f"{ADMIN_PARAMETER} changes only the admin-api origin and the /admin/api/* behaviour")
-    admin_behaviour = {b.get("PathPattern"): b for b in configs[True]["CacheBehaviors"]}.get("/admin/api/*", {})
+          f"{ADMIN_PARAMETER} changes only the admin-api origin, its behaviours and the default behaviour")
+    by_path = {b.get("PathPattern"): b for b in configs[True]["CacheBehaviors"]}
+    admin_behaviour = by_path.get("/admin/api/*", {})
     check(admin_behaviour.get("TargetOriginId") == "admin-api" and admin_behaviour.get("CachePolicyId")
           == {"Ref": "AdminCachePolicy"}, f"/admin/api/* goes to the admin API with AdminCachePolicy: {admin_behaviour}")
+    files = by_path.get("/ui/*", {})
+    check(files.get("TargetOriginId") == "admin-api" and files.get("CachePolicyId") == CACHING_OPTIMIZED,
+          f"/ui/* (content-hashed files) goes to the admin API, cached: {files}")
     config = configs[True]
     behaviours = {b.get("PathPattern"): b for b in config["CacheBehaviors"]}
     new = behaviours.get("/new", {})

@@ -8,6 +8,14 @@
 # zig against the glibc of Lambda's provided.al2023 runtime. Each binary lands in
 # <repo>/target/lambda/<name>/bootstrap, whatever CARGO_TARGET_DIR says, since the SAM
 # template's CodeUri is ../target/lambda/<name>/; the script prints each one's size.
+#
+# The admin API's function also carries the dashboard: admin-ui/dist (Trunk's output,
+# `bash scripts/build-ui.sh`) is copied to target/lambda/admin-api/dashboard/, which the
+# function serves at / (PROVISIONER_DASHBOARD_DIR defaults to `dashboard` beside
+# bootstrap). Without a built dashboard (no admin-ui/dist/index.html) the directory is
+# left out, the script says so, and the deployed function answers / with the placeholder
+# page that names the build command; the admin API itself works either way. Build the
+# dashboard first for a deployment.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -28,7 +36,7 @@ LAMBDA_VENV="$PROVISIONER_CACHE/lambda-venv"
 # cargo-lambda finds zig through the venv's python (pip package ziglang).
 export PATH="$LAMBDA_VENV/bin:$PATH"
 
-BINARIES=(authorizer issuer)
+BINARIES=(authorizer issuer admin-api maintenance)
 OUT="$ROOT/target/lambda"
 cargo lambda build --release "$ARCH_FLAG" -p provisioner-lambdas --features aws \
   --lambda-dir "$OUT" --locked
@@ -36,6 +44,21 @@ cargo lambda build --release "$ARCH_FLAG" -p provisioner-lambdas --features aws 
 for name in "${BINARIES[@]}"; do
   bootstrap="$OUT/$name/bootstrap"
   [[ -f $bootstrap ]] || die "$bootstrap was not built"
-  printf 'lambda %-10s %s  %s bytes (%s)\n' "$name" "${ARCH_FLAG#--}" \
+  printf 'lambda %-12s %s  %s bytes (%s)\n' "$name" "${ARCH_FLAG#--}" \
     "$(stat -c %s "$bootstrap")" "$(du -h "$bootstrap" | cut -f1)"
 done
+
+# The dashboard beside the admin API's bootstrap (never a stale copy of an older build).
+DIST="$ROOT/admin-ui/dist"
+DASHBOARD="$OUT/admin-api/dashboard"
+rm -rf "$DASHBOARD"
+if [[ -f $DIST/index.html ]]; then
+  mkdir -p "$DASHBOARD"
+  cp -R "$DIST/." "$DASHBOARD/"
+  # Trunk's hidden staging directory is not part of the build.
+  find "$DASHBOARD" -mindepth 1 -name '.*' -prune -exec rm -rf {} +
+  printf 'lambda %-12s dashboard/ %s files, %s bytes\n' admin-api \
+    "$(find "$DASHBOARD" -type f | wc -l)" "$(du -sb "$DASHBOARD" | cut -f1)"
+else
+  echo "build-lambdas: no built dashboard ($DIST/index.html): the admin-api function will serve the placeholder page at /; run bash scripts/build-ui.sh, then this script again" >&2
+fi

@@ -36,6 +36,7 @@ eval "$moto_env"
 echo "test-aws: moto PID $MOTO_PID at $AWS_ENDPOINT_URL"
 
 cargo test -p provisioner-service --features aws --test dynamodb_registry --locked
+cargo test -p provisioner-service --features aws --test dynamodb_admin --locked
 cargo test -p provisioner-service --features aws --test acm_pca_authority --locked
 # The PKI admin's steps and the CA rotation (library, then the `provisioner aws ca` commands,
 # which only build with the feature: lint them here too).
@@ -45,10 +46,12 @@ cargo test -p provisioner --features aws --test aws_cli --locked
 cargo test -p provisioner-service --features aws --test iot_registry --locked
 cargo test -p provisioner-service --features aws --test s3_retrieval --locked
 cargo test -p provisioner-service --features aws --test aws_flow --locked
+cargo test -p provisioner-service --features aws --test aws_admin --locked
 # The Lambdas' handlers over the DynamoDB registry, and the lint of their binaries (which
 # only build with the feature).
 cargo clippy -p provisioner-lambdas --features aws --all-targets --locked -- -D warnings
 cargo test -p provisioner-lambdas --features aws --test moto --locked
+cargo test -p provisioner-lambdas --features aws --lib --test admin_moto --locked
 # The adapters' unit tests (no moto needed; the workspace's default test run leaves them
 # out, as it leaves out the feature).
 cargo test -p provisioner-service --features aws --lib --locked aws::

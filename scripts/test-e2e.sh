@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard end to end: builds the dashboard and the `provisioner` binary, starts
 # `provisioner serve` on a free port with a fresh data directory, and runs the
-# Playwright test (tests/e2e, TypeScript, Debian's Chromium) against it:
+# Playwright tests (tests/e2e, TypeScript, Debian's Chromium) against it (the sign-in
+# with Cognito test runs its own `serve` beside a stub OpenID provider):
 #
 #   bash scripts/test-e2e.sh
 #
@@ -59,7 +60,10 @@ TOKEN=$(sed -n 's/^admin token .*: //p' "$WORK/serve.out")
 [[ -n $URL && -n $TOKEN ]] || { echo "test-e2e: no address or token from serve" >&2; cat "$WORK/serve.out" >&2; exit 1; }
 echo "serve: $URL (pid $SERVER_PID)"
 
+# The Cognito sign-in test (tests/e2e/src/cognito.test.ts) starts its own stub OpenID
+# provider and its own `serve` trusting it, from the same binary and dashboard.
 export E2E_URL=$URL E2E_TOKEN=$TOKEN E2E_PROVISIONER=$BIN E2E_WORK=$WORK \
+  E2E_DASHBOARD_DIR="$ROOT/admin-ui/dist" \
   E2E_FLEET="$WORK/fleet" E2E_MANIFEST="$WORK/manifest-with-a-bad-row.csv" \
   E2E_SCREENSHOTS=$(realpath -m "${E2E_SCREENSHOTS:-${TMPDIR:-/tmp}/provisioner-e2e-screenshots}")
 if ! step "playwright: the dashboard end to end" node --test "$E2E/dist/"; then

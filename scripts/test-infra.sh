@@ -5,7 +5,9 @@
 #   2. `sam validate --lint` on each (the SAM translator, then cfn-lint on its output);
 #   3. infra/check_template.py: the service's contract in the templates (authorizer
 #      without cache or identity source, gateway responses, table keys as dynamodb.rs,
-#      the environment the binaries read, least-privilege IAM, CloudFront, buckets).
+#      the environment the binaries read, least-privilege IAM, CloudFront, buckets, the
+#      admin API's public and authorized routes, the maintenance schedule, no cycle);
+#      then infra/test_check_template.py: broken variants that the check must refuse.
 # No AWS account or network: dummy credentials, telemetry off, no instance metadata.
 # The tools come from scripts/install-tools.sh ($PROVISIONER_CACHE/sam-venv).
 #
@@ -37,3 +39,4 @@ for template in infra/template.yaml infra/edge.yaml; do
 done
 
 "$BIN/python" infra/check_template.py
+"$BIN/python" infra/test_check_template.py

@@ -2,8 +2,9 @@
 //! (`/admin/api/openapi.json` describes them) and [`Session`], which sends requests
 //! with the admin token and turns every failure into an [`ApiError`] to show.
 //!
-//! The token lives in `sessionStorage` only: it goes when the tab closes. A 401 from any
-//! route forgets it and sends the user back to the sign-in form.
+//! The bearer (the admin token, or a Cognito ID token when signed in through the hosted
+//! UI, see [`crate::oidc`]) lives in `sessionStorage` only: it goes when the tab closes.
+//! A 401 from any route forgets it and sends the user back to the sign-in page.
 
 use gloo_net::http::{Request, RequestBuilder};
 use leptos::prelude::*;
@@ -13,8 +14,16 @@ use serde::Deserialize;
 /// Where the admin API is mounted (the dashboard is served by the same origin).
 pub const API_PREFIX: &str = "/admin/api";
 
-/// The `sessionStorage` key holding the admin token.
+/// The `sessionStorage` key holding the bearer: the admin token or a Cognito ID token.
 pub const TOKEN_KEY: &str = "provisioner-admin-token";
+
+/// The `sessionStorage` key holding where sign-out goes after forgetting the bearer
+/// (Cognito's logout URL), when signed in through the hosted UI.
+pub const LOGOUT_KEY: &str = "provisioner-admin-logout";
+
+/// What the sign-in page says when a Cognito session ran out (401 `invalid_token`,
+/// reason `expired`).
+pub const SESSION_EXPIRED: &str = "Your session expired. Sign in again.";
 
 /// A failed request, ready to be shown: never the raw answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +151,47 @@ pub struct Certificate {
     /// The PEM, in `GET certificates/{id}` only.
     #[serde(default)]
     pub certificate_pem: Option<String>,
+    /// Its registration with IoT Core in each region, in `GET certificates/{id}` only
+    /// (always empty on the local backend).
+    #[serde(default)]
+    pub registrations: Vec<Registration>,
+}
+
+/// A device certificate's registration with IoT Core in one region (AWS backend):
+/// the rows of `GET registrations` and of a certificate's `registrations`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    /// The certificate (hex SHA-256 of its DER).
+    pub certificate_id: String,
+    /// The AWS region.
+    pub region: String,
+    /// The device the certificate belongs to.
+    pub device_id: String,
+    /// `PENDING`, `FAILED` or `DONE`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last failure, in words.
+    pub last_error: Option<String>,
+    /// RFC 3339: when it last changed.
+    pub updated_at: String,
+}
+
+/// The answer of `POST registrations/retry`: what one run of the retries did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetriedRegistrations {
+    /// Registrations looked at.
+    pub attempted: u64,
+    /// Now done.
+    pub done: u64,
+    /// Still failing.
+    pub failed: u64,
+    /// Changed a moment ago by a request that may still be finishing them: left alone.
+    pub in_flight: u64,
+    /// More were due than one run takes: retry again.
+    pub more: bool,
 }
 
 /// The answer of `POST certificates/{id}/revoke`.
@@ -153,15 +203,26 @@ pub struct Revoked {
     /// It was revoked before this request.
     pub already_revoked: bool,
     /// The CRLs were written again.
+    #[serde(default)]
     pub crl_regenerated: bool,
+    /// Whether the revocation reached everywhere the certificate is trusted (the CRLs
+    /// locally; ACM Private CA and IoT Core in every region on AWS). False when part
+    /// failed: the revocation stands in the registry and the service retries the rest.
+    #[serde(default = "assumed_propagated")]
+    pub propagated: bool,
+}
+
+/// A service that does not say `propagated` did everything in one go.
+fn assumed_propagated() -> bool {
+    true
 }
 
 /// One allow or deny decision of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
-    /// Increasing id.
-    pub id: i64,
+    /// Opaque id, unique in the log (a string: its form depends on the backend).
+    pub id: String,
     /// RFC 3339.
     pub at: String,
     /// The device, when the request named one.
@@ -193,8 +254,12 @@ pub struct HourCount {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuingCa {
-    /// The CA's id in the data directory.
+    /// The CA's id: its directory locally, its ARN's last part on AWS (what a
+    /// certificate's `issuer` names).
     pub id: String,
+    /// Its ACM Private CA ARN (AWS backend only).
+    #[serde(default)]
+    pub arn: Option<String>,
     /// Its subject DN.
     pub subject: String,
     /// Hex serial.
@@ -218,14 +283,24 @@ pub struct IssuingCa {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaOverview {
+    /// Which backend serves the fleet: `local` or `aws`.
+    pub backend: String,
     /// The CA issuing now.
     pub current: Option<IssuingCa>,
     /// Earlier issuing CAs, replaced by rotations.
     pub previous: Vec<IssuingCa>,
-    /// A CA whose CSR waits for its certificate.
+    /// A CA waiting for its certificate: its id (local) or ARN (AWS).
     pub pending_csr: Option<String>,
-    /// Whether the root key is on the server (rotation through the API needs it).
-    pub root_key_local: bool,
+    /// Whether `POST ca/rotate` creates and signs the next CA itself (locally, with the
+    /// root key on the server). On AWS the rotation names a CA installed beforehand.
+    pub can_create_next_ca: bool,
+}
+
+impl CaOverview {
+    /// Whether the fleet is on AWS (ACM Private CA, IoT Core in several regions).
+    pub fn is_aws(&self) -> bool {
+        self.backend == "aws"
+    }
 }
 
 /// The progress of a CA rotation (`GET ca/rotation`).
@@ -236,6 +311,10 @@ pub struct Rotation {
     pub job_id: String,
     /// `running`, `finished`, `failed` or `interrupted`.
     pub state: String,
+    /// The step: locally `revoking`; on AWS `registering`, `switching`, `revoking`,
+    /// `deactivating`, `done`.
+    #[serde(default)]
+    pub step: Option<String>,
     /// Whether it finished.
     pub finished: bool,
     /// RFC 3339.
@@ -248,10 +327,16 @@ pub struct Rotation {
     pub new_ca: Option<String>,
     /// Certificates of the old CA revoked so far.
     pub revoked: u64,
+    /// How many there are to revoke, when known.
+    #[serde(default)]
+    pub total: Option<u64>,
     /// Whether it resumed an interrupted rotation.
     pub resumed: bool,
-    /// Why it failed.
+    /// Why it failed or stopped.
     pub error: Option<String>,
+    /// What the PKI admin must still do by hand, if anything.
+    #[serde(default)]
+    pub admin_action: Option<String>,
 }
 
 impl Rotation {
@@ -319,7 +404,7 @@ pub struct ImportAnswer {
     pub summary: ImportSummary,
 }
 
-/// The signed-in state: the token, or why the user must sign in (again).
+/// The signed-in state: the bearer, or why the user must sign in (again).
 ///
 /// Copy: it is a pair of signals, handed to every page.
 #[derive(Debug, Clone, Copy)]
@@ -360,21 +445,44 @@ impl Session {
 
     /// Keeps `token` in `sessionStorage` and signs in.
     pub fn sign_in(&self, token: String) {
+        self.sign_in_with_logout(token, None);
+    }
+
+    /// Keeps `token` (a Cognito ID token) in `sessionStorage` and signs in; sign-out
+    /// then also goes to `logout` (the identity provider's logout URL, complete with its
+    /// query), ending the hosted UI's session too.
+    pub fn sign_in_with_logout(&self, token: String, logout: Option<String>) {
         if let Some(s) = storage() {
             // A storage that refuses (private mode quota) still leaves the tab signed in.
             let _ = s.set_item(TOKEN_KEY, &token);
+            let _ = match &logout {
+                Some(url) => s.set_item(LOGOUT_KEY, url),
+                None => s.remove_item(LOGOUT_KEY),
+            };
         }
         self.notice.set(None);
         self.token.set(Some(token));
     }
 
-    /// Forgets the token; `notice` says why, on the sign-in form.
+    /// Forgets the bearer; `notice` says why, on the sign-in page.
     pub fn sign_out(&self, notice: Option<String>) {
         if let Some(s) = storage() {
             let _ = s.remove_item(TOKEN_KEY);
+            let _ = s.remove_item(LOGOUT_KEY);
         }
         self.notice.set(notice);
         self.token.set(None);
+    }
+
+    /// The user's "Sign out": forgets the bearer and, when signed in through Cognito's
+    /// hosted UI, leaves for its logout URL, which ends that session and comes back to
+    /// the dashboard's sign-in page.
+    pub fn sign_out_everywhere(&self) {
+        let logout = storage().and_then(|s| s.get_item(LOGOUT_KEY).ok().flatten());
+        self.sign_out(None);
+        if let (Some(url), Some(window)) = (logout, web_sys::window()) {
+            let _ = window.location().assign(&url);
+        }
     }
 
     fn authorization(&self) -> String {
@@ -391,10 +499,7 @@ impl Session {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if status == 401 {
-            self.sign_out(Some(
-                "The service refused the admin token (it may have been rotated). Sign in again."
-                    .into(),
-            ));
+            self.sign_out(Some(signed_out_notice(&body)));
             return Err(ApiError::from_answer(status, &body));
         }
         Ok((status, body))
@@ -491,8 +596,35 @@ impl Session {
     }
 }
 
-fn storage() -> Option<web_sys::Storage> {
+/// This tab's `sessionStorage`, if the browser gives one.
+pub(crate) fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.session_storage().ok().flatten()
+}
+
+/// What the sign-in page says after a 401 with `body`: a Cognito session that ran out
+/// (`invalid_token`, reason `expired`) is the common case and gets its own sentence.
+pub fn signed_out_notice(body: &str) -> String {
+    #[derive(Deserialize)]
+    struct Refusal {
+        error: String,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_str::<Refusal>(body) {
+        Ok(r) if r.error == "invalid_token" && r.reason.as_deref() == Some("expired") => {
+            SESSION_EXPIRED.to_owned()
+        }
+        Ok(r) if r.error == "invalid_token" && !r.message.is_empty() => {
+            format!(
+                "The service no longer accepts this sign-in: {}. Sign in again.",
+                r.message
+            )
+        }
+        _ => "The service refused the admin token (it may have been rotated). Sign in again."
+            .to_owned(),
+    }
 }
 
 /// Parses the body of a 422 `import_refused`: `{error, message, summary}`.
@@ -535,5 +667,18 @@ mod tests {
         assert_eq!(answer.summary.conflicts, 2);
         assert_eq!(answer.summary.errors[0].error, "key_conflict");
         assert!(refused_import("{}").is_none());
+    }
+
+    #[test]
+    fn an_expired_cognito_session_is_named_as_such() {
+        let expired =
+            r#"{"error":"invalid_token","reason":"expired","message":"the token has expired"}"#;
+        assert_eq!(signed_out_notice(expired), SESSION_EXPIRED);
+        let group =
+            r#"{"error":"invalid_token","reason":"missing_group","message":"not in group admins"}"#;
+        assert!(signed_out_notice(group).contains("not in group admins"));
+        let rotated = r#"{"error":"unauthorized","message":"rotated"}"#;
+        assert!(signed_out_notice(rotated).contains("admin token"));
+        assert!(signed_out_notice("<html>").contains("Sign in again"));
     }
 }

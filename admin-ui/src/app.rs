@@ -1,5 +1,6 @@
-//! The dashboard's frame: sign-in until a token is held, then the navigation and the page
-//! chosen. A 401 on any page signs out (see [`Session`]), which brings the sign-in back.
+//! The dashboard's frame: sign-in until a bearer is held (the admin token or a Cognito ID
+//! token), then the navigation and the page chosen. A 401 on any page signs out (see
+//! [`Session`]), which brings the sign-in back.
 
 use leptos::prelude::*;
 
@@ -71,7 +72,7 @@ pub fn Dashboard(
             <header class="top">
                 <h1>"Provisioner"</h1>
                 <nav>{nav.clone()}</nav>
-                <button class="small sign-out" on:click=move |_| session.sign_out(None)>"Sign out"</button>
+                <button class="small sign-out" on:click=move |_| session.sign_out_everywhere()>"Sign out"</button>
             </header>
             <main>{page}</main>
         </Show>

@@ -24,6 +24,17 @@ use web_sys::{Element, HtmlElement, HtmlInputElement};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+// Sign-in through Cognito's hosted UI (PKCE), and the views of the AWS backend.
+#[path = "browser/aws.rs"]
+mod aws;
+#[path = "browser/cognito.rs"]
+mod cognito;
+
+/// `GET /admin/sign-in.json`, as the fake `fetch` matches it.
+const SIGN_IN_JSON: &str = "/admin/sign-in.json";
+/// The sign-in options of a service with the admin token only.
+const TOKEN_ONLY: &str = r#"{"token":true,"oidc":null}"#;
+
 /// The P-256 generator point, SEC1 uncompressed hex: a valid device key.
 const KEY_HEX: &str = "046B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C2964FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5";
 
@@ -278,6 +289,7 @@ async fn signing_in_with_the_token_stores_it_for_this_tab_only() {
     // given no session, and a service that takes the token "right"
     clear_session();
     fake_fetch(&[
+        (SIGN_IN_JSON, 200, TOKEN_ONLY),
         ("stats/issuance", 200, "[]"),
         (
             "/admin/api/devices",
@@ -286,7 +298,11 @@ async fn signing_in_with_the_token_stores_it_for_this_tab_only() {
         ),
     ]);
     let (root, _mounted) = mount(|| view! { <Dashboard session=Session::restore()/> });
-    assert!(find(&root, "form").is_some(), "the sign-in form first");
+    until("the sign-in form", || find(&root, "form #token").is_some()).await;
+    assert!(
+        find(&root, "#sign-in-oidc").is_none(),
+        "no Cognito button without oidc"
+    );
 
     // when the token is typed and the form submitted
     type_into(&find(&root, "#token").unwrap(), "right");
@@ -304,12 +320,16 @@ async fn signing_in_with_the_token_stores_it_for_this_tab_only() {
 #[wasm_bindgen_test]
 async fn a_refused_token_is_not_kept_and_says_why() {
     clear_session();
-    fake_fetch(&[(
-        "stats/issuance",
-        401,
-        r#"{"error":"unauthorized","message":"the bearer token is not the admin token"}"#,
-    )]);
+    fake_fetch(&[
+        (SIGN_IN_JSON, 200, TOKEN_ONLY),
+        (
+            "stats/issuance",
+            401,
+            r#"{"error":"unauthorized","message":"the bearer token is not the admin token"}"#,
+        ),
+    ]);
     let (root, _mounted) = mount(|| view! { <Dashboard session=Session::restore()/> });
+    until("the sign-in form", || find(&root, "#token").is_some()).await;
     type_into(&find(&root, "#token").unwrap(), "wrong");
     click(&root, "form button[type=submit]");
     until("the refusal", || find(&root, ".state.error").is_some()).await;
@@ -365,11 +385,14 @@ async fn a_401_on_any_page_sends_the_user_back_to_sign_in() {
         .unwrap()
         .set_item(TOKEN_KEY, "old")
         .unwrap();
-    fake_fetch(&[(
-        "/admin/api/",
-        401,
-        r#"{"error":"unauthorized","message":"rotated"}"#,
-    )]);
+    fake_fetch(&[
+        (SIGN_IN_JSON, 200, TOKEN_ONLY),
+        (
+            "/admin/api/",
+            401,
+            r#"{"error":"unauthorized","message":"rotated"}"#,
+        ),
+    ]);
 
     // when the dashboard loads its first page
     let (root, _mounted) = mount(|| view! { <Dashboard session=Session::restore()/> });
@@ -433,4 +456,7 @@ async fn revoking_asks_for_a_reason_and_sends_it() {
     assert!(sent.1.ends_with("/admin/api/certificates/ab12/revoke"));
     let body: serde_json::Value = serde_json::from_str(&sent.2).unwrap();
     assert_eq!(body["reason"], "cessationOfOperation");
+    // Done everywhere (no `propagated: false`): no warning.
+    sleep(100).await;
+    assert!(find(&root, ".partly-revoked").is_none());
 }

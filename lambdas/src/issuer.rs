@@ -25,25 +25,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
-use provisioner_service::api::{router, ApiError, DeviceApi, PEM_MEDIA_TYPE};
+use provisioner_service::api::{router, ApiError, DeviceApi};
 use provisioner_service::flow::Adapters;
 use tower::{Service, ServiceExt};
 
+use crate::gateway::{send_pem_as_text, use_resource_path};
 use crate::origin::{client_address, OriginSecret, FORBIDDEN_ORIGIN, FORBIDDEN_ORIGIN_MESSAGE};
 
 /// The header no client may set: removed before the router sees the request.
 pub const DEVICE_ID_HEADER: &str = "x-device-id";
-
-/// `lambda_http` sends a body as text (not base64) only for content types it knows as
-/// text, and with this response header; API Gateway would otherwise hand a device the
-/// base64 of its PEM unless the API lists the type among its binary media types.
-const LAMBDA_TEXT_BODY_HEADER: &str = "x-lambda-http-content-encoding";
 
 /// The issuer as a `tower` service over `lambda_http` requests: cheap to clone (the
 /// router and its state are shared).
@@ -91,17 +86,7 @@ impl IssuerService {
             .into_response();
         }
 
-        let raw_path = request.raw_http_path().to_owned();
-        if !raw_path.is_empty() {
-            let query = request
-                .uri()
-                .query()
-                .map(|q| format!("?{q}"))
-                .unwrap_or_default();
-            if let Ok(uri) = format!("{raw_path}{query}").parse::<Uri>() {
-                *request.uri_mut() = uri;
-            }
-        }
+        use_resource_path(&mut request);
 
         request.headers_mut().remove(DEVICE_ID_HEADER);
 
@@ -123,16 +108,8 @@ impl IssuerService {
         }
 
         let Ok(mut response) = self.router.clone().oneshot(request).await;
-        let is_pem = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with(PEM_MEDIA_TYPE));
-        if is_pem {
-            response
-                .headers_mut()
-                .insert(LAMBDA_TEXT_BODY_HEADER, HeaderValue::from_static("text"));
-        }
+        // Otherwise API Gateway would hand a device the base64 of its PEM.
+        send_pem_as_text(&mut response);
         response
     }
 }

@@ -15,6 +15,17 @@
 //! | `PROVISIONER_RETRIEVAL_TTL_SECS` | lifetime of a latent retrieval URL | 600 |
 //! | `PROVISIONER_RETRIEVAL_KEY` | HMAC key of retrieval URLs (at least 32 characters) | derived from `PROVISIONER_ORIGIN_SECRET` |
 //!
+//! The admin API's ([`AdminApiSettings`]), under the same variables as `provisioner serve`:
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `PROVISIONER_ADMIN_JWT_ISSUER` | the admins' user pool, `https://cognito-idp.REGION.amazonaws.com/POOL_ID` (the `iss` of its ID tokens) | required by the admin API |
+//! | `PROVISIONER_ADMIN_JWT_AUDIENCE` | the dashboard's app client id (the `aud` of its ID tokens) | required by the admin API |
+//! | `PROVISIONER_ADMIN_USER_POOL_ID` | the pool's id, checked against the issuer's last segment | not checked |
+//! | `PROVISIONER_ADMIN_JWT_GROUP` | accept only users in this Cognito group | every user of the pool |
+//! | `PROVISIONER_ADMIN_SIGN_IN_DOMAIN` | Cognito's hosted UI (`https://PREFIX.auth.REGION.amazoncognito.com`), offered by the dashboard | none: no hosted sign-in |
+//! | `PROVISIONER_DASHBOARD_DIR` | the built dashboard (Trunk's output) | `dashboard` beside the binary (the zip's `dashboard/`) |
+//!
 //! Every issuer container, in every region, must sign retrieval URLs with the same key
 //! (the `GET` may reach another container or, by latency routing, another region), so the
 //! key is configuration, never generated per container: `PROVISIONER_RETRIEVAL_KEY`, or
@@ -22,9 +33,12 @@
 //! already shares.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
+use provisioner_service::admin::HostedSignIn;
+use provisioner_service::admin_auth::{JwtConfigError, JwtValidator};
 use provisioner_service::flow::FlowSettings;
 use sha2::Sha256;
 
@@ -165,6 +179,134 @@ impl LambdaSettings {
     }
 }
 
+/// The admin API's settings beyond the AWS ones: whose ID tokens it accepts, the hosted
+/// sign-in it offers, and where the dashboard's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminApiSettings {
+    /// The user pool's issuer URL, as given.
+    pub jwt_issuer: String,
+    /// The app client id.
+    pub jwt_audience: String,
+    /// The group every admin must be in, if any.
+    pub jwt_group: Option<String>,
+    /// Cognito's hosted UI domain, if the dashboard offers it.
+    pub sign_in_domain: Option<String>,
+    /// The built dashboard's directory.
+    pub dashboard_dir: PathBuf,
+}
+
+impl AdminApiSettings {
+    /// Where the dashboard is looked for without `PROVISIONER_DASHBOARD_DIR`: beside the
+    /// binary, as the admin-api zip carries it (`bootstrap`, `dashboard/`).
+    pub const DASHBOARD_DIR_NAME: &'static str = "dashboard";
+
+    /// Reads the settings from the process environment; the default dashboard directory
+    /// is beside the running binary.
+    ///
+    /// # Errors
+    /// See [`AdminApiSettings::from_vars`].
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let binary = std::env::current_exe().ok();
+        let binary_dir = binary.as_deref().and_then(Path::parent);
+        Self::from_vars(&std::env::vars().collect(), binary_dir)
+    }
+
+    /// Reads the settings from `vars`; `binary_dir` is where the default dashboard
+    /// directory is (none: the working directory).
+    ///
+    /// # Errors
+    /// The issuer or the audience unset; an issuer that is not the pool
+    /// `PROVISIONER_ADMIN_USER_POOL_ID` names. The URLs themselves are checked by
+    /// [`AdminApiSettings::jwt_validator`] and [`AdminApiSettings::hosted_sign_in`].
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+        binary_dir: Option<&Path>,
+    ) -> Result<Self, SettingsError> {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let jwt_issuer = get("PROVISIONER_ADMIN_JWT_ISSUER").ok_or_else(|| SettingsError {
+            variable: "PROVISIONER_ADMIN_JWT_ISSUER",
+            message: "set the admins' user pool: https://cognito-idp.REGION.amazonaws.com/POOL_ID (output AdminJwtIssuer of the stack)".into(),
+        })?;
+        let jwt_audience = get("PROVISIONER_ADMIN_JWT_AUDIENCE").ok_or_else(|| SettingsError {
+            variable: "PROVISIONER_ADMIN_JWT_AUDIENCE",
+            message:
+                "set the dashboard's app client id (output AdminUserPoolClientId of the stack)"
+                    .into(),
+        })?;
+        if let Some(pool) = get("PROVISIONER_ADMIN_USER_POOL_ID") {
+            if jwt_issuer.trim_end_matches('/').rsplit('/').next() != Some(pool.as_str()) {
+                return Err(SettingsError {
+                    variable: "PROVISIONER_ADMIN_JWT_ISSUER",
+                    message: format!(
+                        "`{jwt_issuer}` is not the issuer of the user pool {pool} \
+                         (PROVISIONER_ADMIN_USER_POOL_ID): it must end with /{pool}"
+                    ),
+                });
+            }
+        }
+        let dashboard_dir = get("PROVISIONER_DASHBOARD_DIR").map_or_else(
+            || {
+                binary_dir
+                    .unwrap_or(Path::new("."))
+                    .join(Self::DASHBOARD_DIR_NAME)
+            },
+            PathBuf::from,
+        );
+        Ok(Self {
+            jwt_issuer,
+            jwt_audience,
+            jwt_group: get("PROVISIONER_ADMIN_JWT_GROUP"),
+            sign_in_domain: get("PROVISIONER_ADMIN_SIGN_IN_DOMAIN"),
+            dashboard_dir,
+        })
+    }
+
+    /// The validator of the admins' ID tokens (no key is fetched yet).
+    ///
+    /// # Errors
+    /// An issuer that is not an `https://` URL (`http://` only on loopback), or the HTTP
+    /// client that fetches its keys cannot be built: each names its variable.
+    pub fn jwt_validator(&self) -> Result<JwtValidator, SettingsError> {
+        let refused = |variable, error: JwtConfigError| SettingsError {
+            variable,
+            message: error.to_string(),
+        };
+        let validator = JwtValidator::new(&self.jwt_issuer, &self.jwt_audience).map_err(|e| {
+            let variable = match e {
+                JwtConfigError::EmptyAudience => "PROVISIONER_ADMIN_JWT_AUDIENCE",
+                _ => "PROVISIONER_ADMIN_JWT_ISSUER",
+            };
+            refused(variable, e)
+        })?;
+        match &self.jwt_group {
+            Some(group) => validator
+                .with_required_group(group)
+                .map_err(|e| refused("PROVISIONER_ADMIN_JWT_GROUP", e)),
+            None => Ok(validator),
+        }
+    }
+
+    /// The hosted sign-in the dashboard offers, if a domain is set.
+    ///
+    /// # Errors
+    /// A domain that is not an `https://` origin without a path.
+    pub fn hosted_sign_in(&self) -> Result<Option<HostedSignIn>, SettingsError> {
+        self.sign_in_domain
+            .as_deref()
+            .map(|domain| {
+                HostedSignIn::cognito(domain, &self.jwt_audience).map_err(|message| SettingsError {
+                    variable: "PROVISIONER_ADMIN_SIGN_IN_DOMAIN",
+                    message,
+                })
+            })
+            .transpose()
+    }
+}
+
 /// HMAC-SHA256(origin secret, label): the same in every container and region that shares
 /// the secret.
 fn derived_retrieval_key(origin_secret: &str) -> Vec<u8> {
@@ -235,5 +377,110 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.public_url, "https://p.example.com");
+    }
+
+    const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool";
+
+    fn admin_vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut all = vars(&[
+            ("PROVISIONER_ADMIN_JWT_ISSUER", ISSUER),
+            ("PROVISIONER_ADMIN_JWT_AUDIENCE", "client-id"),
+            ("PROVISIONER_ADMIN_USER_POOL_ID", "eu-west-1_Pool"),
+        ]);
+        all.extend(vars(extra));
+        all
+    }
+
+    #[test]
+    fn the_admin_api_needs_its_issuer_and_audience() {
+        for missing in [
+            "PROVISIONER_ADMIN_JWT_ISSUER",
+            "PROVISIONER_ADMIN_JWT_AUDIENCE",
+        ] {
+            let mut given = admin_vars(&[]);
+            given.insert(missing.to_owned(), "  ".to_owned());
+            let error = AdminApiSettings::from_vars(&given, None).unwrap_err();
+            assert_eq!(error.variable, missing, "{error}");
+            assert!(error.message.contains("stack"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_admin_defaults_serve_the_dashboard_beside_the_binary_without_hosted_sign_in() {
+        let s =
+            AdminApiSettings::from_vars(&admin_vars(&[]), Some(Path::new("/var/task"))).unwrap();
+        assert_eq!(s.dashboard_dir, Path::new("/var/task/dashboard"));
+        assert_eq!(s.jwt_group, None);
+        assert_eq!(s.hosted_sign_in().unwrap(), None);
+        assert_eq!(s.jwt_validator().unwrap().issuer(), ISSUER);
+        let elsewhere = AdminApiSettings::from_vars(
+            &admin_vars(&[("PROVISIONER_DASHBOARD_DIR", "/opt/ui")]),
+            Some(Path::new("/var/task")),
+        )
+        .unwrap();
+        assert_eq!(elsewhere.dashboard_dir, Path::new("/opt/ui"));
+    }
+
+    #[test]
+    fn invalid_admin_values_name_their_variable() {
+        let other_pool = AdminApiSettings::from_vars(
+            &admin_vars(&[("PROVISIONER_ADMIN_USER_POOL_ID", "eu-west-1_Other")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(other_pool.variable, "PROVISIONER_ADMIN_JWT_ISSUER");
+        assert!(
+            other_pool.message.contains("eu-west-1_Other"),
+            "{other_pool}"
+        );
+
+        let plain_http = AdminApiSettings::from_vars(
+            &admin_vars(&[(
+                "PROVISIONER_ADMIN_JWT_ISSUER",
+                "http://cognito.example.com/eu-west-1_Pool",
+            )]),
+            None,
+        )
+        .unwrap();
+        let error = plain_http.jwt_validator().unwrap_err();
+        assert_eq!(error.variable, "PROVISIONER_ADMIN_JWT_ISSUER", "{error}");
+        assert!(error.message.contains("not https"), "{error}");
+
+        let domain_with_path = AdminApiSettings::from_vars(
+            &admin_vars(&[(
+                "PROVISIONER_ADMIN_SIGN_IN_DOMAIN",
+                "https://x.auth.eu-west-1.amazoncognito.com/login",
+            )]),
+            None,
+        )
+        .unwrap();
+        let error = domain_with_path.hosted_sign_in().unwrap_err();
+        assert_eq!(
+            error.variable, "PROVISIONER_ADMIN_SIGN_IN_DOMAIN",
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_sign_in_domain_offers_the_hosted_ui_for_the_audience() {
+        let s = AdminApiSettings::from_vars(
+            &admin_vars(&[
+                (
+                    "PROVISIONER_ADMIN_SIGN_IN_DOMAIN",
+                    "https://fleet.auth.eu-west-1.amazoncognito.com",
+                ),
+                ("PROVISIONER_ADMIN_JWT_GROUP", "admins"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let sign_in = s.hosted_sign_in().unwrap().unwrap();
+        assert_eq!(
+            sign_in.authorize_url,
+            "https://fleet.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+        );
+        assert_eq!(sign_in.client_id, "client-id");
+        assert_eq!(s.jwt_group.as_deref(), Some("admins"));
+        assert!(s.jwt_validator().is_ok());
     }
 }

@@ -404,4 +404,52 @@ async fn the_operator_serves_imports_and_provisions_on_the_aws_backend() {
     let refusal: Value = serde_json::from_slice(&stranger.stdout).unwrap();
     assert_eq!(refusal["status"], 404, "{refusal}");
     assert_eq!(refusal["error"], "unknown_device");
+
+    // The device admin's view: the admin API of the same serve, over the same tables,
+    // with the data directory's token.
+    let token = provisioner(dir, &prefix, &["admin", "token", "--data-dir", "data"]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let client = reqwest::Client::new();
+    let admin_get = |path: &str, bearer: Option<&str>| {
+        let mut request = client.get(format!("{}/admin/api/{path}", served.url));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, devices) = admin_get("devices", Some(&token)).await;
+    assert_eq!(status, 200, "{devices}");
+    assert_eq!(devices["items"].as_array().unwrap().len(), 2, "{devices}");
+    let (_, certificates) = admin_get(&format!("certificates?device={device}"), Some(&token)).await;
+    assert_eq!(
+        certificates["items"][0]["status"], "ACTIVE",
+        "{certificates}"
+    );
+    let (_, ca) = admin_get("ca", Some(&token)).await;
+    assert_eq!(ca["backend"], "aws");
+    assert_eq!(ca["current"]["arn"], shown["issuingCaArn"]);
+    // (both decisions fell in the same second, which the audit log orders no further)
+    let (_, audit) = admin_get("audit?limit=2", Some(&token)).await;
+    let mut codes: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(codes, ["issued", "unknown_device"], "{audit}");
+    let (status, refused) = admin_get("devices", None).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = admin_get("devices", Some("not-the-token")).await;
+    assert_eq!(status, 401);
 }

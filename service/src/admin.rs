@@ -5,7 +5,7 @@
 //! that says how to build it) and its sign-in settings at [`SIGN_IN_PATH`].
 //!
 //! The routes are the same whatever holds the fleet: they speak to a
-//! [`FleetAdmin`](crate::fleet::FleetAdmin), locally
+//! [`FleetAdmin`], locally
 //! [`LocalFleet`](crate::local::admin::LocalFleet) (SQLite and the data directory), on
 //! AWS `AwsFleet` (DynamoDB, ACM Private CA, IoT Core). This module owns the HTTP side:
 //! queries, cursors, views, and the one mapping of [`FleetError`] to answers.
@@ -29,6 +29,7 @@
 //! rows are added.
 
 use std::io;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ use provisioner_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::admin_auth::{JwtError, JwtValidator};
 use crate::api::{rfc3339, ApiError, PEM_MEDIA_TYPE};
@@ -168,7 +170,9 @@ impl HostedSignIn {
 pub struct AdminContext {
     fleet: Arc<dyn FleetAdmin>,
     clock: Arc<dyn Clock>,
-    /// Cognito ID tokens accepted beside the local token, when configured.
+    /// The file holding the admin token, when one is accepted.
+    token_file: Option<PathBuf>,
+    /// Cognito ID tokens accepted, when configured.
     jwt: Option<JwtValidator>,
     sign_in: Option<HostedSignIn>,
 }
@@ -188,9 +192,20 @@ impl AdminContext {
         Self {
             fleet,
             clock: Arc::new(SystemClock),
+            token_file: None,
             jwt: None,
             sign_in: None,
         }
+    }
+
+    /// The same, accepting the admin token stored in `path`
+    /// ([`DataDir::admin_token_path`](crate::local::datadir::DataDir::admin_token_path)).
+    /// The file is read on every request, so a rotated token counts at once; without the
+    /// file no token matches.
+    #[must_use]
+    pub fn with_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self
     }
 
     /// The same on another clock (tests move time).
@@ -203,9 +218,8 @@ impl AdminContext {
     /// The same, also accepting Cognito ID tokens that `validator` validates (the
     /// AWS deployment's sign-in). A bearer value shaped like a JWT
     /// ([`looks_like_jwt`](crate::admin_auth::looks_like_jwt)) is then judged only as a
-    /// JWT; any other value is still compared with the local token, which stays valid
-    /// (whoever can read it already has the data directory; without a token file it
-    /// matches nothing).
+    /// JWT; any other value is still compared with the token file, when there is one
+    /// (whoever can read it already has the data directory).
     #[must_use]
     pub fn with_jwt(mut self, validator: JwtValidator) -> Self {
         self.jwt = Some(validator);
@@ -221,13 +235,15 @@ impl AdminContext {
     }
 
     /// Checks the `Authorization` header: a JWT against the [`JwtValidator`] when one is
-    /// configured, otherwise as the backend's admin token.
+    /// configured, otherwise against the token file.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<(), Response> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "send the admin token as `Authorization: Bearer TOKEN` (`provisioner admin token` prints it on the server)",
-                false,
-            ));
+            let how = if self.token_file.is_some() {
+                "send the admin token as `Authorization: Bearer TOKEN` (`provisioner admin token` prints it on the server)"
+            } else {
+                "send the ID token of the dashboard's Cognito sign-in as `Authorization: Bearer TOKEN`"
+            };
+            return Err(unauthorized(how, false));
         };
         let presented = value
             .to_str()
@@ -252,22 +268,43 @@ impl AdminContext {
                 };
             }
         }
-        match self.fleet.accepts_token(presented).await {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                tracing::warn!("admin API request with a wrong bearer token refused");
-                Err(unauthorized(
-                    "the bearer token is not the admin token (it may have been rotated): `provisioner admin token` prints the current one",
-                    true,
-                ))
-            }
-            Err(e) => Err(ApiError::from(e).into_response()),
+        let Some(token_file) = &self.token_file else {
+            return Err(unauthorized(
+                "this deployment signs admins in with Cognito: send the ID token of the dashboard's sign-in as the bearer",
+                true,
+            ));
+        };
+        if token_matches(token_file, presented).await? {
+            return Ok(());
         }
+        tracing::warn!("admin API request with a wrong bearer token refused");
+        Err(unauthorized(
+            "the bearer token is not the admin token (it may have been rotated): `provisioner admin token` prints the current one",
+            true,
+        ))
     }
 
     fn now(&self) -> UnixTime {
         self.clock.now()
     }
+}
+
+/// Whether `presented` is the token in `path`, read now: SHA-256 digests compared in
+/// constant time, so neither the token nor its length shows. No file matches nothing.
+async fn token_matches(path: &std::path::Path, presented: &str) -> Result<bool, Response> {
+    let stored = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the admin token file");
+            return Err(internal().into_response());
+        }
+    };
+    let stored = stored.trim_ascii();
+    let matches: bool = Sha256::digest(presented.as_bytes())
+        .ct_eq(&Sha256::digest(stored))
+        .into();
+    Ok(!stored.is_empty() && matches)
 }
 
 /// The admin router: `GET /` (the dashboard's placeholder page) and every route under
@@ -291,7 +328,7 @@ pub fn router_with_dashboard(
         (_, dashboard) => dashboard,
     };
     let sign_in = json!({
-        "token": context.fleet.backend() == "local",
+        "token": context.token_file.is_some(),
         "oidc": context.sign_in,
     });
     let api = Router::new()

@@ -321,10 +321,6 @@ pub trait FleetAdmin: Send + Sync + 'static {
     /// `local` or `aws`, shown to the dashboard (`GET ca` says it).
     fn backend(&self) -> &'static str;
 
-    /// Whether `presented` is the admin bearer token (compared in constant time). A
-    /// backend without a token file answers false: only JWTs then sign in.
-    fn accepts_token<'a>(&'a self, presented: &'a str) -> FleetFuture<'a, bool>;
-
     /// One page of devices.
     fn devices(&self, query: DeviceQuery) -> FleetFuture<'_, Listed<DeviceRecord>>;
 

@@ -146,6 +146,7 @@ fn harness() -> Harness {
     let context = AdminContext::new(Arc::new(
         LocalFleet::new(registry.clone(), data_dir.clone()).with_clock(clock.clone()),
     ))
+    .with_token_file(data_dir.admin_token_path())
     .with_clock(clock.clone());
     Harness {
         router: admin::router(Arc::new(context)),

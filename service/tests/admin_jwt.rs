@@ -242,9 +242,11 @@ async fn harness_with(jwt: bool) -> Harness {
     let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
     let local_token = String::from_utf8(data_dir.admin_token().unwrap().bytes).unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
+    let token_file = data_dir.admin_token_path();
     let mut context = AdminContext::new(Arc::new(
         LocalFleet::new(registry, data_dir).with_clock(clock.clone()),
     ))
+    .with_token_file(token_file)
     .with_clock(clock.clone());
     if jwt {
         let validator = JwtValidator::new(&issuer.url, CLIENT_ID)

@@ -89,7 +89,9 @@ fn router_signing_in(
     let data_dir = DataDir::new(base.join("data"));
     data_dir.ensure_exists().unwrap();
     let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
-    let mut context = AdminContext::new(Arc::new(LocalFleet::new(registry, data_dir)));
+    let token_file = data_dir.admin_token_path();
+    let mut context = AdminContext::new(Arc::new(LocalFleet::new(registry, data_dir)))
+        .with_token_file(token_file);
     if let Some(sign_in) = sign_in {
         context = context.with_sign_in(sign_in);
     }

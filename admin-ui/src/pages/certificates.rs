@@ -1,6 +1,7 @@
 //! Certificates: filtered by status, device and issuer, a page at a time; a detail panel
-//! (subject, serial, validity, issuer, fingerprint, PEM download); revocation with a
-//! confirmation that asks for the reason.
+//! (subject, serial, validity, issuer, fingerprint, PEM download, and on AWS its
+//! registration with IoT Core per region); revocation with a confirmation that asks for
+//! the reason.
 
 use der::Decode;
 use leptos::prelude::*;
@@ -8,7 +9,7 @@ use leptos::task::spawn_local;
 use provisioner_core::RevocationReason;
 use serde_json::json;
 
-use crate::api::{ApiError, Certificate, Page, Revoked, Session};
+use crate::api::{ApiError, Certificate, Page, Registration, Revoked, Session};
 use crate::ui::{download, fetched, human_time, short, Badge, Empty, ErrorMessage, Load, Loading};
 
 /// Certificates per page.
@@ -187,15 +188,18 @@ pub fn CertificateDetails(
     let reason = RwSignal::new(RevocationReason::KeyCompromise.name().to_owned());
     let revoke_error = RwSignal::new(None::<ApiError>);
     let revoking = RwSignal::new(false);
+    // Revoked in the registry, but not yet everywhere it is trusted.
+    let partly = RwSignal::new(false);
     let revoke = move |_| {
         let path = format!("certificates/{certificate_id}/revoke");
         let body = json!({ "reason": reason.get_untracked() });
         revoking.set(true);
         spawn_local(async move {
             match session.post_json::<Revoked>(&path, Some(body)).await {
-                Ok(_) => {
+                Ok(revoked) => {
                     confirming.set(false);
                     revoke_error.set(None);
+                    partly.set(!revoked.propagated);
                     reload.update(|n| *n += 1);
                     on_change.run(());
                 }
@@ -212,6 +216,9 @@ pub fn CertificateDetails(
             let subject = pem_subject(&pem).unwrap_or_else(|| format!("CN={}", c.device_id));
             let file_name = format!("{}.cert.pem", c.device_id);
             let revocable = c.status != "REVOKED";
+            // Locally there are none: the section is for the AWS backend only.
+            let regions = (!c.registrations.is_empty())
+                .then(|| view! { <CertificateRegions registrations=c.registrations.clone()/> });
             let revoked = c.revoked_at.clone().map(|at| {
                 format!(
                     "{} ({})",
@@ -230,6 +237,7 @@ pub fn CertificateDetails(
                     <dt>"Issuer"</dt><dd>{c.issuer.clone()}</dd>
                     <dt>"SHA-256 fingerprint"</dt><dd class="mono wrap">{c.certificate_id.clone()}</dd>
                 </dl>
+                {regions}
                 <div class="actions">
                     <button on:click=move |_| download(&file_name, &pem, "application/x-pem-file")>"Download PEM"</button>
                     {revocable.then(|| view! {
@@ -269,6 +277,41 @@ pub fn CertificateDetails(
                 </div>
             </Show>
             {move || revoke_error.get().map(|e| view! { <ErrorMessage error=e/> })}
+            {move || partly.get().then(|| view! {
+                <p class="warning partly-revoked">"Revoked in the registry, but not yet everywhere the certificate is trusted (CRL, ACM Private CA or IoT Core in some region): the service retries the rest; its log says what failed."</p>
+            })}
         </aside>
+    }
+}
+
+/// A certificate's registration with IoT Core in each region (AWS backend).
+#[component]
+pub fn CertificateRegions(
+    /// One row per region.
+    registrations: Vec<Registration>,
+) -> impl IntoView {
+    let rows = registrations
+        .into_iter()
+        .map(|r| {
+            let attempts = match r.attempts {
+                1 => "1 attempt".to_owned(),
+                n => format!("{n} attempts"),
+            };
+            view! {
+                <tr data-region=r.region.clone()>
+                    <td class="mono">{r.region.clone()}</td>
+                    <td><Badge status=r.status.clone()/></td>
+                    <td>{attempts}</td>
+                    <td class="last-error">{r.last_error.clone().unwrap_or_default()}</td>
+                </tr>
+            }
+        })
+        .collect::<Vec<_>>();
+    view! {
+        <h4>"Regions"</h4>
+        <table class="certificate-regions">
+            <thead><tr><th>"Region"</th><th>"IoT Core"</th><th>"Attempts"</th><th>"Last error"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
     }
 }

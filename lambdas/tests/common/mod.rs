@@ -76,6 +76,8 @@ pub fn fixture(name: &str) -> Value {
         "authorizer-request" => include_str!("../fixtures/authorizer-request.json"),
         "issuer-new-request" => include_str!("../fixtures/issuer-new-request.json"),
         "issuer-retrieval-request" => include_str!("../fixtures/issuer-retrieval-request.json"),
+        "admin-api-request" => include_str!("../fixtures/admin-api-request.json"),
+        "maintenance-schedule" => include_str!("../fixtures/maintenance-schedule.json"),
         other => panic!("no fixture {other}"),
     };
     serde_json::from_str(text).unwrap()

@@ -1,6 +1,7 @@
-//! `provisioner serve`: the provisioning service on the local adapters: the device API,
-//! the admin API under `/admin/api` (bearer token: `provisioner admin token`), and the
-//! dashboard at `/` (`--dashboard-dir`, built by `bash scripts/build-ui.sh`).
+//! `provisioner serve`: the provisioning service on the local adapters (or, with
+//! `--backend aws`, the AWS ones): the device API, the admin API under `/admin/api`
+//! (bearer token: `provisioner admin token`), and the dashboard at `/`
+//! (`--dashboard-dir`, built by `bash scripts/build-ui.sh`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -99,13 +100,19 @@ pub struct ServeArgs {
     /// directory) or `aws` (DynamoDB, ACM Private CA or IoT Core, IoT Core things; set up
     /// by the `PROVISIONER_*` and `AWS_*` variables of the deployment, with
     /// `AWS_ENDPOINT_URL` for a stand-in such as moto). `aws` needs a build with
-    /// `--features aws`; it serves the device API only (the admin API is local-only).
+    /// `--features aws`; the admin API then speaks to the same AWS services and accepts
+    /// the data directory's admin token (and Cognito ID tokens with `--admin-jwt-*`).
     #[arg(long, env = "PROVISIONER_BACKEND", value_enum, default_value_t = Backend::Local)]
     backend: Backend,
     /// With `--backend aws`: create the DynamoDB tables when absent (to try the service
     /// against moto, dynalite or a fresh account without deploying the template).
     #[arg(long)]
     create_tables: bool,
+    /// With `--backend aws`: every this many seconds, resume an unfinished CA rotation and
+    /// retry unfinished regional IoT Core registrations (what the maintenance Lambda does
+    /// when deployed); 0 turns it off (when the deployed one runs against the same tables).
+    #[arg(long, env = "PROVISIONER_MAINTENANCE_EVERY_SECS", default_value_t = 60)]
+    maintenance_every_secs: u64,
 }
 
 impl ServeArgs {
@@ -140,7 +147,8 @@ impl ServeArgs {
         let settings = self.flow_settings();
         let ports = LocalAdapters::open(data_dir)?;
         let fleet = LocalFleet::new(ports.registry.clone(), data_dir.clone());
-        let admin = admin_context(Arc::new(fleet), jwt, sign_in);
+        let admin = admin_context(Arc::new(fleet), jwt, sign_in)
+            .with_token_file(data_dir.admin_token_path());
         let url_key = data_dir.url_signing_key()?.bytes;
         let api = DeviceApi::<LocalAdapters> {
             provisioner: Provisioner::new(ports, settings),
@@ -248,8 +256,10 @@ impl ServeArgs {
         sign_in: Option<HostedSignIn>,
     ) -> anyhow::Result<ExitCode> {
         use provisioner_service::aws::adapters::AwsAdapters;
+        use provisioner_service::aws::admin::AwsFleet;
         use provisioner_service::aws::ca::IssuingCaStore;
         use provisioner_service::aws::config::AwsSettings;
+        use provisioner_service::aws::maintenance::MaintenanceBudget;
         use provisioner_service::aws::s3::S3RetrievalStore;
 
         let address = listener.local_addr()?;
@@ -282,8 +292,33 @@ impl ServeArgs {
             public_url: format!("http://{address}"),
             certificate_store: S3RetrievalStore::for_settings(&aws).await,
         };
-        let app = router(Arc::new(api)).into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(%address, "serving the device API on the AWS adapters");
+        let fleet = AwsFleet::connect(&aws)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot set up the admin API on AWS: {e}"))?;
+        let _maintenance = (self.maintenance_every_secs > 0).then(|| {
+            Arc::new(fleet.maintenance()).spawn_every(
+                std::time::Duration::from_secs(self.maintenance_every_secs),
+                MaintenanceBudget::default(),
+            )
+        });
+        let token = data_dir.admin_token()?;
+        if token.created {
+            say(&format!(
+                "admin token (shown once; stored in {}): {}",
+                data_dir.admin_token_path().display(),
+                String::from_utf8_lossy(&token.bytes)
+            ));
+        }
+        let admin = admin_context(Arc::new(fleet), jwt, sign_in)
+            .with_token_file(data_dir.admin_token_path());
+        let dashboard = self.dashboard(address)?;
+        let app = router(Arc::new(api))
+            .merge(admin::router_with_dashboard(
+                Arc::new(admin),
+                dashboard.map(Arc::new),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%address, "serving on the AWS adapters (device API; admin API under {})", admin::API_PREFIX);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await

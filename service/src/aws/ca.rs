@@ -1086,6 +1086,15 @@ impl IotRegions {
         }
     }
 
+    /// Over given clients, one per region (serving region first): tests point a region
+    /// at an endpoint of their choice.
+    pub fn from_clients(clients: Vec<(String, aws_sdk_iot::Client)>) -> Self {
+        Self {
+            clients,
+            concurrency: 4,
+        }
+    }
+
     /// Sends at most `requests` certificate updates at once per region (default 4; IoT
     /// Core's `UpdateCertificate` allows about 10 per second per account by default, and
     /// throttled calls back off).
@@ -1580,6 +1589,22 @@ impl IssuingCaAdmin {
         })
     }
 
+    /// What the certificate of the ACTIVE CA `arn` says, and its chain as PEM: the CA's
+    /// certificate, then the chain installed with it (its parents).
+    ///
+    /// # Errors
+    /// [`CaError::WrongState`] when it has no certificate yet; [`CaError::NotFound`] for
+    /// an unknown CA; a PCA failure.
+    pub async fn certificate_of(&self, arn: &str) -> Result<(CertificateSummary, String), CaError> {
+        let (der, _, chain) = self.ca_certificate(arn).await?;
+        let summary = summarize_certificate(&der)?;
+        let mut pem = pem_of("CERTIFICATE", &der);
+        for link in &chain {
+            pem.push_str(&pem_of("CERTIFICATE", link));
+        }
+        Ok((summary, pem))
+    }
+
     /// The CA certificate and chain (PEM) of the ACTIVE CA `arn`.
     async fn ca_certificate(&self, arn: &str) -> Result<(Vec<u8>, String, Vec<Vec<u8>>), CaError> {
         let output = retry_throttled(|| {
@@ -1875,23 +1900,7 @@ impl IssuingCaAdmin {
         revoker: &impl IotCertificateRevoker,
         mut progress: impl FnMut(&RotationProgress),
     ) -> Result<RotationOutcome, CaError> {
-        let recorded = self.store.rotation().await?;
-        let (mut record, resumed) = match recorded {
-            Some(record) if record.state != RotationState::Done => {
-                if record.to_ca_arn != to_arn {
-                    return Err(CaError::Conflict(format!(
-                        "the rotation from {} to {} is not finished ({}); run \
-                         `provisioner aws ca rotate --to {}` to finish it first",
-                        record.from_ca_arn,
-                        record.to_ca_arn,
-                        record.state.name(),
-                        record.to_ca_arn
-                    )));
-                }
-                (record, true)
-            }
-            _ => (self.new_rotation(to_arn, options).await?, false),
-        };
+        let (mut record, resumed) = self.begin_rotation(to_arn, options).await?;
         progress(&record);
         let mut batches = 0u64;
         loop {
@@ -1944,6 +1953,40 @@ impl IssuingCaAdmin {
             resumed,
             finished: true,
         })
+    }
+
+    /// Records a new rotation to `to_arn` in state `registering`, after the checks
+    /// [`IssuingCaAdmin::rotate`] makes before anything changes, without running any step
+    /// (the admin API starts a rotation so; the scheduled maintenance, `aws::maintenance`,
+    /// runs the steps). A recorded rotation to `to_arn` that is not done is returned
+    /// instead, with `true` (resumed).
+    ///
+    /// # Errors
+    /// [`CaError::Conflict`] when a rotation to another CA is unfinished;
+    /// [`CaError::InvalidInput`] when no CA is in effect or `to_arn` is it;
+    /// [`CaError::WrongState`] when `to_arn` has no certificate; [`CaError::NotFound`] for
+    /// an unknown CA; a service failure.
+    pub async fn begin_rotation(
+        &self,
+        to_arn: &str,
+        options: &RotationOptions,
+    ) -> Result<(RotationProgress, bool), CaError> {
+        match self.store.rotation().await? {
+            Some(record) if record.state != RotationState::Done => {
+                if record.to_ca_arn != to_arn {
+                    return Err(CaError::Conflict(format!(
+                        "the rotation from {} to {} is not finished ({}); run \
+                         `provisioner aws ca rotate --to {}` to finish it first",
+                        record.from_ca_arn,
+                        record.to_ca_arn,
+                        record.state.name(),
+                        record.to_ca_arn
+                    )));
+                }
+                Ok((record, true))
+            }
+            _ => Ok((self.new_rotation(to_arn, options).await?, false)),
+        }
     }
 
     async fn new_rotation(

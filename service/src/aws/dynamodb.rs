@@ -92,7 +92,7 @@ const BATCH_WRITE_ITEMS: usize = 25;
 /// Attempts at a batch whose unprocessed part keeps coming back, before giving up.
 const MAX_BATCH_ATTEMPTS: u32 = 10;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 // ---------------------------------------------------------------------------------
 // Configuration and errors
@@ -198,7 +198,7 @@ fn is_throttling(code: Option<&str>) -> bool {
     )
 }
 
-fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> DynamoDbError
+pub(crate) fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> DynamoDbError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -252,7 +252,7 @@ struct Planned {
 pub struct DynamoDbRegistry {
     client: Client,
     tables: Arc<DynamoDbTables>,
-    page_size: Option<i32>,
+    pub(crate) page_size: Option<i32>,
     concurrency: usize,
 }
 
@@ -760,7 +760,10 @@ impl DynamoDbRegistry {
         }
     }
 
-    async fn certificate_item(&self, certificate_id: &str) -> Result<Option<Item>, DynamoDbError> {
+    pub(crate) async fn certificate_item(
+        &self,
+        certificate_id: &str,
+    ) -> Result<Option<Item>, DynamoDbError> {
         let output = self
             .client
             .get_item()
@@ -1264,7 +1267,7 @@ async fn replace_key(
 // Items
 // ---------------------------------------------------------------------------------
 
-fn number_value(value: i64) -> AttributeValue {
+pub(crate) fn number_value(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -1318,7 +1321,7 @@ fn new_certificate_item(certificate: &CertificateRecord) -> Item {
     ])
 }
 
-fn certificate_from_item(item: &Item) -> Result<CertificateRecord, DynamoDbError> {
+pub(crate) fn certificate_from_item(item: &Item) -> Result<CertificateRecord, DynamoDbError> {
     let id = text(item, "certificateId").map_err(DynamoDbError::Corrupt)?;
     let read = || -> Result<CertificateRecord, String> {
         let status = status_from_name(&text(item, "status")?)?;
@@ -1387,7 +1390,7 @@ fn audit_item(event: &AuditEvent) -> Result<Item, DynamoDbError> {
     Ok(item)
 }
 
-fn audit_event_from_item(item: &Item) -> Result<AuditEvent, DynamoDbError> {
+pub(crate) fn audit_event_from_item(item: &Item) -> Result<AuditEvent, DynamoDbError> {
     let read = || -> Result<AuditEvent, String> {
         let decision = match text(item, "decision")?.as_str() {
             "allow" => "allow",
@@ -1413,7 +1416,7 @@ fn audit_event_from_item(item: &Item) -> Result<AuditEvent, DynamoDbError> {
     })
 }
 
-fn day_text(day: time::Date) -> String {
+pub(crate) fn day_text(day: time::Date) -> String {
     format!(
         "{:04}-{:02}-{:02}",
         day.year(),
@@ -1422,15 +1425,15 @@ fn day_text(day: time::Date) -> String {
     )
 }
 
-fn corrupt_item(kind: &str, id: &str, problem: &str) -> DynamoDbError {
+pub(crate) fn corrupt_item(kind: &str, id: &str, problem: &str) -> DynamoDbError {
     DynamoDbError::Corrupt(format!("{kind} {id:?}: {problem}"))
 }
 
-fn text(item: &Item, name: &str) -> Result<String, String> {
+pub(crate) fn text(item: &Item, name: &str) -> Result<String, String> {
     optional_text(item, name)?.ok_or_else(|| format!("attribute {name} is missing"))
 }
 
-fn optional_text(item: &Item, name: &str) -> Result<Option<String>, String> {
+pub(crate) fn optional_text(item: &Item, name: &str) -> Result<Option<String>, String> {
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::S(value)) => Ok(Some(value.clone())),
@@ -1438,7 +1441,7 @@ fn optional_text(item: &Item, name: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn number(item: &Item, name: &str) -> Result<i64, String> {
+pub(crate) fn number(item: &Item, name: &str) -> Result<i64, String> {
     optional_number(item, name)?.ok_or_else(|| format!("attribute {name} is missing"))
 }
 
@@ -1453,7 +1456,7 @@ fn optional_number(item: &Item, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
-fn boolean(item: &Item, name: &str) -> Result<bool, String> {
+pub(crate) fn boolean(item: &Item, name: &str) -> Result<bool, String> {
     match item.get(name) {
         Some(AttributeValue::Bool(value)) => Ok(*value),
         None => Err(format!("attribute {name} is missing")),
@@ -1461,7 +1464,7 @@ fn boolean(item: &Item, name: &str) -> Result<bool, String> {
     }
 }
 
-fn stored_key(text: &str) -> Result<DeviceKey, String> {
+pub(crate) fn stored_key(text: &str) -> Result<DeviceKey, String> {
     DeviceKey::parse(text).map_err(|e| format!("the stored public key does not parse: {e}"))
 }
 
@@ -1471,7 +1474,7 @@ fn same_key(stored: &str, canonical: &str, key: &DeviceKey) -> bool {
     stored == canonical || DeviceKey::parse(stored).is_ok_and(|k| &k == key)
 }
 
-fn status_name(status: CertificateStatus) -> &'static str {
+pub(crate) fn status_name(status: CertificateStatus) -> &'static str {
     match status {
         CertificateStatus::Active => "ACTIVE",
         CertificateStatus::Inactive => "INACTIVE",

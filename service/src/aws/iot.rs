@@ -800,6 +800,20 @@ impl<R: DeviceRegistry + 'static> IotThingRegistry<R> {
         &self,
         cursor: Option<&str>,
     ) -> Result<RegistrationPage, IotError> {
+        self.pending_registrations_limited(cursor, PENDING_PAGE_SIZE)
+            .await
+    }
+
+    /// [`IotThingRegistry::pending_registrations`] with pages of at most `limit` rows (at
+    /// least 1), for the admin API's page sizes. The cursors are the same.
+    ///
+    /// # Errors
+    /// As [`IotThingRegistry::pending_registrations`].
+    pub async fn pending_registrations_limited(
+        &self,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<RegistrationPage, IotError> {
         let inner = &self.inner;
         let start = cursor.map(decode_cursor).transpose()?;
         let page = inner
@@ -809,7 +823,7 @@ impl<R: DeviceRegistry + 'static> IotThingRegistry<R> {
             .index_name(UNFINISHED_INDEX)
             .key_condition_expression("queue = :open")
             .expression_attribute_values(":open", AttributeValue::S(OPEN.into()))
-            .limit(PENDING_PAGE_SIZE)
+            .limit(limit.max(1))
             .set_exclusive_start_key(start)
             .send()
             .await

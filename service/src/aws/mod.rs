@@ -3,6 +3,8 @@
 //!
 //! - [`dynamodb`]: [`DynamoDbRegistry`](dynamodb::DynamoDbRegistry), the device registry
 //!   and audit log in DynamoDB tables, and the manifest import into them.
+//! - [`dynamodb_admin`]: what the admin API reads and changes in those tables: pages of
+//!   devices, certificates and audit events, revocations, decisions per hour.
 //! - [`adapters`]: [`AwsAdapters`](adapters::AwsAdapters), the whole adapter set built
 //!   from [`AwsSettings`](config::AwsSettings) ([`config`]), for the Lambdas and
 //!   `provisioner serve --backend aws`.
@@ -18,6 +20,9 @@
 //!   installs and registers the issuing ACM Private CA and rotates it with cascading
 //!   revocation; [`IssuingCaStore`](ca::IssuingCaStore), the issuing CA the service reads
 //!   at run time from the config table.
+//! - [`admin`]: [`AwsFleet`](admin::AwsFleet), the admin API's backend on AWS.
+//! - [`maintenance`]: [`Maintenance`](maintenance::Maintenance), the scheduled run that
+//!   resumes CA rotations and retries regional registrations.
 //!
 //! Clients are built from the standard AWS configuration (environment, profile, role);
 //! `AWS_ENDPOINT_URL` points them at a stand-in such as moto's server
@@ -25,8 +30,11 @@
 
 pub mod acm_pca;
 pub mod adapters;
+pub mod admin;
 pub mod ca;
 pub mod config;
 pub mod dynamodb;
+pub mod dynamodb_admin;
 pub mod iot;
+pub mod maintenance;
 pub mod s3;

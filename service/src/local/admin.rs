@@ -1,15 +1,12 @@
 //! The admin API's local backend: [`LocalFleet`] answers [`FleetAdmin`] from the SQLite
-//! registry and the data directory (its CA, CRLs and admin token).
+//! registry and the data directory (its CA and CRLs).
 
-use std::io;
 use std::sync::{Arc, Mutex};
 
 use provisioner_core::{
     CertificateRecord, Clock, ManifestEntryError, ManifestReader, PortError, RevocationReason,
     SystemClock, UnixTime,
 };
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::fleet::{
     AuditQuery, CaOverview, CertificateQuery, CrlDocument, DeviceQuery, DeviceRecord, FleetAdmin,
@@ -45,7 +42,7 @@ impl std::fmt::Debug for LocalFleet {
 }
 
 impl LocalFleet {
-    /// The fleet in `registry` and `data_dir` (whose CA, CRLs and admin token it uses).
+    /// The fleet in `registry` and `data_dir` (whose CA and CRLs it uses).
     pub fn new(registry: SqliteRegistry, data_dir: DataDir) -> Self {
         Self {
             registry,
@@ -61,26 +58,6 @@ impl LocalFleet {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
-    }
-
-    /// Reads the token file now (so a rotated token counts at once) and compares SHA-256
-    /// digests in constant time, so neither the token nor its length shows.
-    async fn token_matches(&self, presented: &str) -> Result<bool, FleetError> {
-        let stored = match tokio::fs::read(self.data_dir.admin_token_path()).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the admin token file");
-                return Err(FleetError::Internal(
-                    "cannot read the admin token file".into(),
-                ));
-            }
-        };
-        let stored = stored.trim_ascii();
-        let matches: bool = Sha256::digest(presented.as_bytes())
-            .ct_eq(&Sha256::digest(stored))
-            .into();
-        Ok(!stored.is_empty() && matches)
     }
 
     async fn regenerate_crls(&self, now: UnixTime) -> Result<(), LocalError> {
@@ -397,10 +374,6 @@ fn invalid_cursor() -> FleetError {
 impl FleetAdmin for LocalFleet {
     fn backend(&self) -> &'static str {
         "local"
-    }
-
-    fn accepts_token<'a>(&'a self, presented: &'a str) -> FleetFuture<'a, bool> {
-        Box::pin(self.token_matches(presented))
     }
 
     fn devices(&self, query: DeviceQuery) -> FleetFuture<'_, Listed<DeviceRecord>> {
