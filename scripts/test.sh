@@ -29,7 +29,6 @@ step "docs (warnings are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --wor
 step "native tests" cargo test --workspace --all-targets --locked
 step "AWS adapters against moto" bash scripts/test-aws.sh
 step "DynamoDB import of 100,000 devices into dynalite" bash scripts/bench-import-dynalite.sh
-step "Lambda binaries (cargo lambda build, x86_64)" bash scripts/build-lambdas.sh
 step "wasm tests in Node" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test node --locked
 step "wasm tests in headless Chromium" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test browser --locked
 step "wasm tests with P-384 in Node" cargo test -p provisioner-verifier-wasm --features p384 "${WASM[@]}" --test node --locked
@@ -39,6 +38,8 @@ step "built package tests in Node" node --test verifier-wasm/js/
 step "edge function (Lambda@Edge) tests" bash scripts/test-edge.sh
 step "dashboard components in headless Chromium" cargo test -p provisioner-admin-ui "${WASM[@]}" --test browser --locked
 step "build the dashboard (size budget)" bash scripts/build-ui.sh
+# After the dashboard: the admin-api zip carries admin-ui/dist.
+step "Lambda binaries (cargo lambda build, x86_64)" bash scripts/build-lambdas.sh
 step "dashboard end to end (Playwright)" bash scripts/test-e2e.sh
 step "deployment templates (cfn-lint, sam validate)" bash scripts/test-infra.sh
 if (( FUZZ_SECONDS > 0 )); then
