@@ -453,23 +453,26 @@ def check_main():
           "every device policy statement requires the certificate's thing attached")
 
     # --- CloudFront ------------------------------------------------------------------------
-    # The distribution with the admin API off (the default) and on.
+    # The distribution with the admin API off and on (the default). Off, there is no
+    # dashboard (nothing for it to talk to): the default behaviour is the device API, which
+    # answers 404 JSON off its routes, never cached, and no root object is named.
     template_config = raw_res["Distribution"]["Properties"]["DistributionConfig"]
     configs = {enabled: resolve(template_config, ADMIN_CONDITION, enabled) for enabled in (False, True)}
-    admin_only = ("Origins", "CacheBehaviors", "DefaultCacheBehavior", "DefaultRootObject")
+    admin_only = ("Origins", "CacheBehaviors", "DefaultCacheBehavior")
     for enabled, config in configs.items():
         # An entry under another condition shows as itself, and fails the comparison.
         origins = sorted(str(o.get("Id", o)) for o in config["Origins"])
         paths = sorted(str(b.get("PathPattern", b)) for b in config["CacheBehaviors"])
-        want_origins = ["admin-api", "dashboard", "device-api"] if enabled else ["dashboard", "device-api"]
+        want_origins = ["admin-api", "device-api"] if enabled else ["device-api"]
         want_paths = ["/admin/api/*", "/certificates/*", "/new", "/ui/*"] if enabled else ["/certificates/*", "/new"]
         check(origins == want_origins, f"{ADMIN_PARAMETER}={str(enabled).lower()}: origins {origins}")
         check(paths == want_paths, f"{ADMIN_PARAMETER}={str(enabled).lower()}: behaviours {paths}")
         default = config.get("DefaultCacheBehavior", {})
-        want_default = ("admin-api", CACHING_DISABLED, None) if enabled else ("dashboard", CACHING_OPTIMIZED, "index.html")
+        want_default = ("admin-api" if enabled else "device-api", CACHING_DISABLED, None)
         check((default.get("TargetOriginId"), default.get("CachePolicyId"), config.get("DefaultRootObject")) == want_default,
-              f"{ADMIN_PARAMETER}={str(enabled).lower()}: the default behaviour (the dashboard's page) is "
-              f"{want_default}: {default}, DefaultRootObject {config.get('DefaultRootObject')}")
+              f"{ADMIN_PARAMETER}={str(enabled).lower()}: the default behaviour (the dashboard's page, or the "
+              f"device API's 404 without the admin API) is {want_default}: {default}, "
+              f"DefaultRootObject {config.get('DefaultRootObject')}")
     check({k: v for k, v in configs[True].items() if k not in admin_only}
           == {k: v for k, v in configs[False].items() if k not in admin_only}
           and [o for o in configs[True]["Origins"] if o.get("Id") != "admin-api"] == configs[False]["Origins"]
@@ -505,6 +508,9 @@ def check_main():
           "error answers reach the client unchanged")
 
     # --- The latent-delivery bucket ---------------------------------------------------------
+    # The only bucket: the dashboard is served by the admin-api function, not from S3.
+    buckets = sorted(k for k, r in raw_res.items() if r["Type"] == "AWS::S3::Bucket")
+    check(buckets == ["RetrievalBucket"], f"the only bucket is the retrieval bucket: {buckets}")
     bucket = raw_res["RetrievalBucket"]["Properties"]
     check(all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4,
           "the retrieval bucket blocks public access")

@@ -63,6 +63,21 @@ VARIANTS = [
         "dependency cycle",
     ),
     (
+        "without the admin API, a cached default behaviour",
+        "          # No admin API, no dashboard: the device API answers 404 JSON off its routes.\n"
+        "          - TargetOriginId: device-api\n"
+        "            ViewerProtocolPolicy: redirect-to-https\n"
+        "            AllowedMethods: [GET, HEAD]\n"
+        "            Compress: true\n"
+        "            CachePolicyId: 4135ea2d-6df8-44a3-9df3-4b5a84be39ad # managed CachingDisabled\n",
+        "          - TargetOriginId: device-api\n"
+        "            ViewerProtocolPolicy: redirect-to-https\n"
+        "            AllowedMethods: [GET, HEAD]\n"
+        "            Compress: true\n"
+        "            CachePolicyId: 658327ea-f89d-4fab-a63d-7e88639e58f6 # managed CachingOptimized\n",
+        "EnableAdminApi=false: the default behaviour",
+    ),
+    (
         "the admin API off by default",
         '  EnableAdminApi:\n    Type: String\n    Default: "true"\n',
         '  EnableAdminApi:\n    Type: String\n    Default: "false"\n',

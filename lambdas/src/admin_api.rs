@@ -26,16 +26,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use provisioner_service::admin::{router_with_dashboard, AdminContext, Dashboard};
-use provisioner_service::api::ApiError;
 use provisioner_service::fleet::FleetAdmin;
 use tower::{Service, ServiceExt};
 
 use crate::gateway::{send_pem_as_text, use_resource_path};
-use crate::origin::{OriginSecret, FORBIDDEN_ORIGIN, FORBIDDEN_ORIGIN_MESSAGE};
+use crate::origin::{forbidden_origin, OriginSecret};
 use crate::settings::{AdminApiSettings, SettingsError};
 
 /// The admin routes over `fleet` as `settings` configure them: Cognito ID tokens of the
@@ -120,13 +118,7 @@ impl AdminApiService {
     /// Answers one request (never fails: every error is an HTTP answer).
     pub async fn handle(&self, mut request: lambda_http::Request) -> Response {
         if !self.origin.admits(request.headers()) {
-            return ApiError {
-                status: StatusCode::FORBIDDEN,
-                code: FORBIDDEN_ORIGIN,
-                message: FORBIDDEN_ORIGIN_MESSAGE.into(),
-                retry_after_secs: None,
-            }
-            .into_response();
+            return forbidden_origin().into_response();
         }
         use_resource_path(&mut request);
         let Ok(mut response) = self.router.clone().oneshot(request).await;
@@ -155,11 +147,12 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use axum::body::to_bytes;
-    use axum::http::Uri;
+    use axum::http::{StatusCode, Uri};
     use axum::routing::get;
     use lambda_http::request::LambdaRequest;
 
     use super::*;
+    use crate::origin::FORBIDDEN_ORIGIN;
 
     const SECRET: &str = "test-origin-secret-0123456789abcdef";
 

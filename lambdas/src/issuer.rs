@@ -25,17 +25,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
-use provisioner_service::api::{router, ApiError, DeviceApi};
+use provisioner_service::api::{router, DeviceApi};
 use provisioner_service::flow::Adapters;
 use tower::{Service, ServiceExt};
 
 use crate::gateway::{send_pem_as_text, use_resource_path};
-use crate::origin::{client_address, OriginSecret, FORBIDDEN_ORIGIN, FORBIDDEN_ORIGIN_MESSAGE};
+use crate::origin::{client_address, forbidden_origin, OriginSecret};
 
 /// The header no client may set: removed before the router sees the request.
 pub const DEVICE_ID_HEADER: &str = "x-device-id";
@@ -77,13 +76,7 @@ impl IssuerService {
     /// Answers one request (never fails: every error is an HTTP answer).
     pub async fn handle(&self, mut request: lambda_http::Request) -> Response {
         if !self.origin.admits(request.headers()) {
-            return ApiError {
-                status: StatusCode::FORBIDDEN,
-                code: FORBIDDEN_ORIGIN,
-                message: FORBIDDEN_ORIGIN_MESSAGE.into(),
-                retry_after_secs: None,
-            }
-            .into_response();
+            return forbidden_origin().into_response();
         }
 
         use_resource_path(&mut request);

@@ -27,6 +27,17 @@ pub const FORBIDDEN_ORIGIN: &str = "forbidden_origin";
 pub const FORBIDDEN_ORIGIN_MESSAGE: &str =
     "this API answers only through its CloudFront distribution: send the request to the public hostname";
 
+/// 403 `forbidden_origin`: the answer of the issuer and the admin API to a request that did
+/// not come through CloudFront.
+pub fn forbidden_origin() -> provisioner_service::api::ApiError {
+    provisioner_service::api::ApiError {
+        status: axum::http::StatusCode::FORBIDDEN,
+        code: FORBIDDEN_ORIGIN,
+        message: FORBIDDEN_ORIGIN_MESSAGE.into(),
+        retry_after_secs: None,
+    }
+}
+
 /// The shared secret CloudFront sends as `x-origin-secret`, when the deployment checks it.
 #[derive(Clone)]
 pub struct OriginSecret {

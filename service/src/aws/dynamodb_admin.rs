@@ -644,22 +644,17 @@ impl DynamoDbRegistry {
         wanted: usize,
         filtered: bool,
     ) -> Result<Vec<Item>, DynamoDbError> {
-        let mut items = Vec::new();
-        let mut start = start;
-        loop {
+        self.read_until(start, wanted, filtered, |start, limit| {
             let page = request
                 .clone()
-                .set_limit(self.read_limit(filtered, wanted - items.len()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Scan", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() && items.len() < wanted => start = Some(key),
-                _ => return Ok(items),
+                .set_limit(limit)
+                .set_exclusive_start_key(start);
+            async move {
+                let page = page.send().await.map_err(|e| sdk_error("Scan", e))?;
+                Ok((page.items.unwrap_or_default(), page.last_evaluated_key))
             }
-        }
+        })
+        .await
     }
 
     /// [`Self::scan_until`] for a `Query`.
@@ -670,18 +665,38 @@ impl DynamoDbRegistry {
         wanted: usize,
         filtered: bool,
     ) -> Result<Vec<Item>, DynamoDbError> {
-        let mut items = Vec::new();
-        let mut start = start;
-        loop {
+        self.read_until(start, wanted, filtered, |start, limit| {
             let page = request
                 .clone()
-                .set_limit(self.read_limit(filtered, wanted - items.len()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
+                .set_limit(limit)
+                .set_exclusive_start_key(start);
+            async move {
+                let page = page.send().await.map_err(|e| sdk_error("Query", e))?;
+                Ok((page.items.unwrap_or_default(), page.last_evaluated_key))
+            }
+        })
+        .await
+    }
+
+    /// Reads pages with `read_page(start, limit)` (a page's items and where the next
+    /// starts) until `wanted` items were read or there is no next page.
+    async fn read_until<F, Fut>(
+        &self,
+        mut start: Option<Item>,
+        wanted: usize,
+        filtered: bool,
+        mut read_page: F,
+    ) -> Result<Vec<Item>, DynamoDbError>
+    where
+        F: FnMut(Option<Item>, Option<i32>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), DynamoDbError>>,
+    {
+        let mut items = Vec::new();
+        loop {
+            let limit = self.read_limit(filtered, wanted - items.len());
+            let (page, next) = read_page(start.take(), limit).await?;
+            items.extend(page);
+            match next {
                 Some(key) if !key.is_empty() && items.len() < wanted => start = Some(key),
                 _ => return Ok(items),
             }
