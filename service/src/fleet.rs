@@ -69,6 +69,22 @@ pub enum FleetError {
     Internal(String),
 }
 
+impl From<provisioner_core::PortError> for FleetError {
+    /// A port's refusal as the admin API answers it: unavailable is busy (503 with its
+    /// wait); anything else is logged here and answered 500.
+    fn from(error: provisioner_core::PortError) -> Self {
+        match error {
+            provisioner_core::PortError::Unavailable {
+                retry_after_secs, ..
+            } => Self::Busy { retry_after_secs },
+            other => {
+                tracing::error!(error = %other, "admin API: a port failed");
+                Self::Internal(other.to_string())
+            }
+        }
+    }
+}
+
 /// One page of a list, and where the next one starts (`None`: this was the last).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed<T> {

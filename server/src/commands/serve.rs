@@ -17,6 +17,7 @@ use provisioner_service::fleet::FleetAdmin;
 use provisioner_service::flow::{FlowSettings, Provisioner};
 use provisioner_service::latent::UrlSigner;
 use provisioner_service::local::admin::LocalFleet;
+use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::LocalAdapters;
 
 use super::Backend;
@@ -137,11 +138,7 @@ impl ServeArgs {
             say(line);
         }
         if let Some(token) = &created.admin_token {
-            // Printed once, at creation, to the operator's terminal; never logged.
-            say(&format!(
-                "admin token (shown once; stored in {}): {token}",
-                data_dir.admin_token_path().display()
-            ));
+            show_new_admin_token(data_dir, token);
         }
 
         let settings = self.flow_settings();
@@ -158,22 +155,40 @@ impl ServeArgs {
             certificate_store: None,
         };
         let dashboard = self.dashboard(address)?;
-        // The device API as it was, plus the admin API under /admin/api (bearer token)
-        // and the dashboard at /.
-        let app = router(Arc::new(api))
-            .merge(admin::router_with_dashboard(
-                Arc::new(admin),
-                dashboard.map(Arc::new),
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed")?;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
+        serve_until_stopped(listener, router(Arc::new(api)), admin, dashboard).await
     }
+}
+
+/// Serves the device API, the admin API under /admin/api and the dashboard at / until
+/// SIGINT or SIGTERM.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    device_api: axum::Router,
+    admin: AdminContext,
+    dashboard: Option<admin::Dashboard>,
+) -> anyhow::Result<ExitCode> {
+    let address = listener.local_addr()?;
+    let app = device_api
+        .merge(admin::router_with_dashboard(
+            Arc::new(admin),
+            dashboard.map(Arc::new),
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a token created just now, once, to the operator's terminal; never logged.
+fn show_new_admin_token(data_dir: &DataDir, token: &str) {
+    say(&format!(
+        "admin token (shown once; stored in {}): {token}",
+        data_dir.admin_token_path().display()
+    ));
 }
 
 impl ServeArgs {
@@ -303,28 +318,12 @@ impl ServeArgs {
         });
         let token = data_dir.admin_token()?;
         if token.created {
-            say(&format!(
-                "admin token (shown once; stored in {}): {}",
-                data_dir.admin_token_path().display(),
-                String::from_utf8_lossy(&token.bytes)
-            ));
+            show_new_admin_token(data_dir, &String::from_utf8_lossy(&token.bytes));
         }
         let admin = admin_context(Arc::new(fleet), jwt, sign_in)
             .with_token_file(data_dir.admin_token_path());
         let dashboard = self.dashboard(address)?;
-        let app = router(Arc::new(api))
-            .merge(admin::router_with_dashboard(
-                Arc::new(admin),
-                dashboard.map(Arc::new),
-            ))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(%address, "serving on the AWS adapters (device API; admin API under {})", admin::API_PREFIX);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed")?;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
+        serve_until_stopped(listener, router(Arc::new(api)), admin, dashboard).await
     }
 
     #[cfg(not(feature = "aws"))]

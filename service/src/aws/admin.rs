@@ -234,7 +234,7 @@ impl AwsFleet {
             });
         }
         let store = self.ca.store();
-        let (current_arn, previous_arns) = match store.current().await.map_err(port_error)? {
+        let (current_arn, previous_arns) = match store.current().await.map_err(FleetError::from)? {
             Some(recorded) => (Some(recorded.ca_arn), recorded.previous_ca_arns),
             None => (self.ca.current_arn().await.map_err(ca_error)?, Vec::new()),
         };
@@ -464,18 +464,6 @@ fn dynamo_error(error: DynamoDbError) -> FleetError {
     }
 }
 
-fn port_error(error: PortError) -> FleetError {
-    match error {
-        PortError::Unavailable {
-            retry_after_secs, ..
-        } => FleetError::Busy { retry_after_secs },
-        other => {
-            tracing::error!(error = %other, "admin API: AWS failure");
-            FleetError::Internal(other.to_string())
-        }
-    }
-}
-
 fn iot_error(error: IotError) -> FleetError {
     match error {
         IotError::Unavailable { .. } => BUSY,
@@ -490,7 +478,7 @@ fn iot_error(error: IotError) -> FleetError {
 fn ca_error(error: CaError) -> FleetError {
     match error {
         CaError::Unavailable { .. } => BUSY,
-        CaError::Port(port) => port_error(port),
+        CaError::Port(port) => port.into(),
         CaError::Conflict(message) => FleetError::Conflict {
             code: "rotation_in_progress",
             message,
@@ -625,7 +613,7 @@ impl FleetAdmin for AwsFleet {
             self.registry
                 .certificate(certificate_id)
                 .await
-                .map_err(port_error)
+                .map_err(FleetError::from)
         })
     }
 

@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use provisioner_core::{
-    CertificateRecord, Clock, ManifestEntryError, ManifestReader, PortError, RevocationReason,
-    SystemClock, UnixTime,
+    CertificateRecord, Clock, ManifestEntryError, ManifestReader, RevocationReason, SystemClock,
+    UnixTime,
 };
 
 use crate::fleet::{
@@ -339,18 +339,6 @@ impl From<LocalError> for FleetError {
     }
 }
 
-fn port_error(e: PortError) -> FleetError {
-    match e {
-        PortError::Unavailable {
-            retry_after_secs, ..
-        } => FleetError::Busy { retry_after_secs },
-        other => {
-            tracing::error!(error = %other, "admin API: registry failure");
-            FleetError::Internal(other.to_string())
-        }
-    }
-}
-
 /// A certificate page's key: its issue time and id (`ISSUED_AT:ID`).
 fn certificate_key(c: &CertificateRecord) -> String {
     format!("{}:{}", c.issued_at, c.certificate_id)
@@ -460,7 +448,7 @@ impl FleetAdmin for LocalFleet {
         Box::pin(async move {
             provisioner_core::DeviceRegistry::certificate(&self.registry, certificate_id)
                 .await
-                .map_err(port_error)
+                .map_err(FleetError::from)
         })
     }
 
