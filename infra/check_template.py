@@ -53,7 +53,17 @@ TABLES = {
 # Secondary indexes: table -> (index, hash key, range key), all attributes projected.
 INDEXES = {
     "certificates": ("byDevice", ("deviceId", "S"), ("issuedAt", "N")),  # dynamodb.rs BY_DEVICE_INDEX
+    "audit": ("byDevice", ("deviceId", "S"), ("eventId", "S")),  # dynamodb.rs AUDIT_BY_DEVICE_INDEX
     "registrations": ("unfinished", ("queue", "S"), ("updatedAt", "N")),  # iot.rs UNFINISHED_INDEX
+}
+# The indexes (tables of INDEXES) each function queries: its role must allow dynamodb:Query
+# on the index's ARN (table/<table>/index/<index>, or index/*); the table's own ARN does not
+# cover its indexes.
+INDEX_QUERIES = {
+    "IssuerFunction": {"certificates", "registrations"},  # the rate limit; registrations
+    # a device's certificates and its audit events; failed registrations
+    "AdminApiFunction": {"certificates", "audit", "registrations"},
+    "MaintenanceFunction": {"registrations"},  # unfinished registrations to retry
 }
 
 # Variables the binaries read that the template leaves at their defaults, and why.
@@ -326,7 +336,10 @@ def check_main():
 
     # --- DynamoDB ----------------------------------------------------------------------
     rust = (ROOT / "service/src/aws/dynamodb.rs").read_text()
-    check(f'BY_DEVICE_INDEX: &str = "{INDEXES["certificates"][0]}"' in rust, "the index name matches dynamodb.rs")
+    check(f'\npub const BY_DEVICE_INDEX: &str = "{INDEXES["certificates"][0]}"' in rust,
+          "the certificates index name matches dynamodb.rs BY_DEVICE_INDEX")
+    check(f'AUDIT_BY_DEVICE_INDEX: &str = "{INDEXES["audit"][0]}"' in rust,
+          "the audit index name matches dynamodb.rs AUDIT_BY_DEVICE_INDEX")
     iot_rs = ROOT / "service/src/aws/iot.rs"
     if iot_rs.exists():
         check(f'UNFINISHED_INDEX: &str = "{INDEXES["registrations"][0]}"' in iot_rs.read_text(),
@@ -399,6 +412,14 @@ def check_main():
                 scoped = [a for a in actions if resource_types.get(a.lower(), {"?"})]
                 check(not scoped, f"{logical}: Resource * only for actions without resource types, not {scoped}")
                 check("Condition" in statement, f"{logical}: a Resource * statement has a condition")
+    for logical, tables_queried in INDEX_QUERIES.items():
+        queryable = {str(r.get("Fn::Sub", r) if isinstance(r, dict) else r)
+                     for s in statements(res, f"{logical}Role") if "dynamodb:Query" in as_list(s["Action"])
+                     for r in as_list(s["Resource"])}
+        for table in sorted(tables_queried):
+            index = f"table/${{TablePrefix}}{table}/index/"
+            check(any(r.endswith(index + INDEXES[table][0]) or r.endswith(index + "*") for r in queryable),
+                  f"{logical}: dynamodb:Query on {table}/index/{INDEXES[table][0]} (it queries that index)")
     authorizer = [a for s in statements(res, "AuthorizerFunctionRole") for a in as_list(s["Action"])]
     check(sorted(authorizer) == ["dynamodb:GetItem", "dynamodb:PutItem"],
           f"the authorizer reads devices and writes audit only: {authorizer}")

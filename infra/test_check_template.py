@@ -78,6 +78,23 @@ VARIANTS = [
         "EnableAdminApi=false: the default behaviour",
     ),
     (
+        "the audit table without its index by device",
+        "      GlobalSecondaryIndexes:\n"
+        "        - IndexName: byDevice\n"
+        "          KeySchema:\n"
+        "            - { AttributeName: deviceId, KeyType: HASH }\n"
+        "            - { AttributeName: eventId, KeyType: RANGE }\n"
+        "          Projection: { ProjectionType: ALL }\n",
+        "",
+        "audit indexes [], expected ('byDevice', ('deviceId', 'S'), ('eventId', 'S'))",
+    ),
+    (
+        "the admin API unable to query the audit index",
+        '                - !Sub "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TablePrefix}audit/index/byDevice"\n',
+        "",
+        "AdminApiFunction: dynamodb:Query on audit/index/byDevice",
+    ),
+    (
         "the admin API off by default",
         '  EnableAdminApi:\n    Type: String\n    Default: "true"\n',
         '  EnableAdminApi:\n    Type: String\n    Default: "false"\n',

@@ -18,6 +18,13 @@
 mod moto;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, IndexStatus, KeySchemaElement, KeyType, ProjectionType,
+    ScalarAttributeType,
+};
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use provisioner_core::{
@@ -26,6 +33,7 @@ use provisioner_core::{
 };
 use provisioner_service::aws::dynamodb::{
     DynamoDbError, DynamoDbRegistry, DynamoDbTables, ImportItem, ImportOptions,
+    AUDIT_BY_DEVICE_INDEX,
 };
 use provisioner_service::aws::dynamodb_admin::{is_bad_cursor, AUDIT_LOOKBACK_DAYS};
 use provisioner_service::fleet::{
@@ -649,6 +657,262 @@ async fn audit_events_come_newest_first_across_days_and_pages() {
         .await
         .unwrap_err();
     assert!(is_bad_cursor(&error), "{error:?}");
+}
+
+// --- audit of one device: the byDevice index ------------------------------------------
+
+/// Counts the requests a client sends (every attempt: DynamoDB bills each), to show what
+/// a list costs.
+#[derive(Debug, Clone, Default)]
+struct CountRequests(Arc<AtomicUsize>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A registry over `registry`'s tables whose client counts its requests, and the count.
+async fn counting(registry: &DynamoDbRegistry) -> (DynamoDbRegistry, Arc<AtomicUsize>) {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let counter = CountRequests::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(&shared)
+        .interceptor(counter.clone())
+        .build();
+    let counted = DynamoDbRegistry::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        registry.tables().clone(),
+    );
+    (counted, counter.0)
+}
+
+/// `device_id`'s events among `events`, newest first.
+fn newest_first_of(events: &[AuditEvent], device_id: &str) -> Vec<AuditEvent> {
+    let mut of_device: Vec<AuditEvent> = events
+        .iter()
+        .filter(|e| e.device_id.as_deref() == Some(device_id))
+        .cloned()
+        .collect();
+    of_device.sort_by_key(|e| std::cmp::Reverse(e.at));
+    of_device
+}
+
+#[tokio::test]
+async fn a_devices_events_come_from_its_index_newest_first_across_days_pages_and_the_lookback() {
+    // given dev-7's events today, yesterday, 40 days ago and past the lookback, among
+    // events of dev-70 (a longer id with the same start), dev-8 and none (a refusal
+    // before any CSR was read), recorded out of order; read in DynamoDB pages of 2
+    let registry = registry_with(&[]).await.with_page_size(2);
+    let too_old = NOW - (i64::from(AUDIT_LOOKBACK_DAYS) + 100) * DAY;
+    let mut events = Vec::new();
+    for (k, at) in [NOW, NOW - 10, NOW - DAY - HOUR, NOW - 40 * DAY, too_old]
+        .into_iter()
+        .enumerate()
+    {
+        let decision = if k % 2 == 0 { "allow" } else { "deny" };
+        events.push(event(at, decision, "dev-7"));
+        events.push(event(at - 1, "deny", "dev-70"));
+        events.push(event(at + 1, "allow", "dev-8"));
+    }
+    events.push(AuditEvent {
+        device_id: None,
+        ..event(NOW - 5, "deny", "ignored")
+    });
+    for e in events.iter().rev() {
+        registry.record(e.clone()).await.unwrap();
+    }
+    // when dev-7's events are read in pages of 2 an hour later
+    let pages = audit_pages(&registry, Some("dev-7"), 2, NOW + HOUR).await;
+    // then its 5 events come newest first, each once, in 3 pages, the one older than
+    // the lookback included, with the event id (its time first) as id
+    let listed: Vec<AuditEvent> = pages.iter().flatten().map(|e| e.event.clone()).collect();
+    assert_eq!(listed, newest_first_of(&events, "dev-7"));
+    assert_eq!(listed.last().map(|e| e.at), Some(too_old));
+    assert_eq!(pages.len(), 3);
+    assert!(
+        pages[0][0].id.starts_with("2027-01-15T08:00:00Z#"),
+        "{}",
+        pages[0][0].id
+    );
+    let ids: BTreeSet<&str> = pages.iter().flatten().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 5);
+    // and dev-70's are its own (the key is the whole id, not a prefix)
+    let of_dev_70 = audit_pages(&registry, Some("dev-70"), 10, NOW + HOUR).await;
+    let listed: Vec<AuditEvent> = of_dev_70
+        .iter()
+        .flatten()
+        .map(|e| e.event.clone())
+        .collect();
+    assert_eq!(listed, newest_first_of(&events, "dev-70"));
+    // and a device without events has one empty page
+    let none = audit_pages(&registry, Some("dev-9"), 10, NOW + HOUR).await;
+    assert_eq!(none, vec![vec![]]);
+    // and the list of every device still stops at the lookback, the event without a
+    // device included
+    let every = audit_pages(&registry, None, 50, NOW + HOUR).await;
+    let listed: Vec<AuditEvent> = every.iter().flatten().map(|e| e.event.clone()).collect();
+    assert_eq!(listed.len(), events.len() - 3);
+    assert!(listed.iter().all(|e| e.at > too_old + 1));
+    assert!(listed.iter().any(|e| e.device_id.is_none()));
+    // and a cursor that is not one of the device list's is refused
+    for bad in ["yesterday", "2027-01-15/"] {
+        let error = registry
+            .list_audit(
+                &AuditQuery {
+                    device_id: Some("dev-7".into()),
+                    after: Some(bad.into()),
+                    limit: 2,
+                },
+                NOW,
+            )
+            .await
+            .unwrap_err();
+        assert!(is_bad_cursor(&error), "{bad}: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_devices_first_page_of_fifty_is_one_request() {
+    // given a busy device (2 events a day for 30 days), a quiet one (3 events this
+    // week) and other traffic, with DynamoDB's own page size (as deployed)
+    let registry = registry_with(&[]).await;
+    let mut events = Vec::new();
+    for day in 0..30 {
+        events.push(event(NOW - day * DAY, "allow", "busy"));
+        events.push(event(NOW - day * DAY - HOUR, "deny", "busy"));
+        events.push(event(NOW - day * DAY - 2 * HOUR, "allow", "other"));
+    }
+    for day in [0, 2, 6] {
+        events.push(event(NOW - day * DAY - 30, "deny", "quiet"));
+    }
+    for e in &events {
+        registry.record(e.clone()).await.unwrap();
+    }
+    // when each device's 50 newest are read, as the device details page asks
+    let (counted, requests) = counting(&registry).await;
+    let mut cost = Vec::new();
+    let mut pages = Vec::new();
+    for device in ["busy", "quiet"] {
+        requests.store(0, Ordering::SeqCst);
+        let query = AuditQuery {
+            device_id: Some(device.into()),
+            after: None,
+            limit: 50,
+        };
+        pages.push(counted.list_audit(&query, NOW + HOUR).await.unwrap());
+        cost.push(requests.load(Ordering::SeqCst));
+    }
+    // then each is one Query of the index (the walk of the days sent 31 and 400)
+    assert_eq!(cost, vec![1, 1]);
+    let listed = |page: &Listed<LoggedEvent>| -> Vec<AuditEvent> {
+        page.items.iter().map(|e| e.event.clone()).collect()
+    };
+    assert_eq!(listed(&pages[0]), newest_first_of(&events, "busy")[..50]);
+    assert!(pages[0].next.is_some());
+    assert_eq!(listed(&pages[1]), newest_first_of(&events, "quiet"));
+    assert_eq!(pages[1].next, None);
+}
+
+#[tokio::test]
+async fn an_audit_table_made_without_the_device_index_gets_it_from_create_tables() {
+    // given an audit table as an earlier version created it (no index) holding events
+    moto::endpoint();
+    let prefix = format!("test-{:016x}-", rand::random::<u64>());
+    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
+    let client = registry.client();
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&registry.tables().audit)
+        .attribute_definitions(attribute("day"))
+        .attribute_definitions(attribute("eventId"))
+        .key_schema(key("day", KeyType::Hash))
+        .key_schema(key("eventId", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let mut events = vec![
+        event(NOW - DAY, "allow", "dev-1"),
+        event(NOW - HOUR, "deny", "dev-2"),
+        event(NOW, "deny", "dev-1"),
+    ];
+    for e in &events {
+        registry.record(e.clone()).await.unwrap();
+    }
+    let query = AuditQuery {
+        device_id: Some("dev-1".into()),
+        after: None,
+        limit: 10,
+    };
+    // (without the index, a device's events cannot be listed: the test needs it)
+    let error = registry.list_audit(&query, NOW).await.unwrap_err();
+    assert!(!is_bad_cursor(&error), "{error:?}");
+    // when the tables are created
+    registry.create_tables().await.unwrap();
+    // then the audit table has the index, ACTIVE, keyed by device and event id, with
+    // every attribute
+    let describe = || async {
+        client
+            .describe_table()
+            .table_name(&registry.tables().audit)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap()
+    };
+    let table = describe().await;
+    let indexes = table.global_secondary_indexes();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let index = &indexes[0];
+    assert_eq!(index.index_name(), Some(AUDIT_BY_DEVICE_INDEX));
+    assert_eq!(index.index_status(), Some(&IndexStatus::Active));
+    let keys: Vec<(&str, &KeyType)> = index
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("deviceId", &KeyType::Hash), ("eventId", &KeyType::Range)]
+    );
+    assert_eq!(
+        index.projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::All)
+    );
+    // and the events recorded before and after are listed by device, newest first
+    events.push(event(NOW + 60, "allow", "dev-1"));
+    registry.record(events[3].clone()).await.unwrap();
+    let listed = registry.list_audit(&query, NOW + HOUR).await.unwrap();
+    let listed: Vec<AuditEvent> = listed.items.into_iter().map(|e| e.event).collect();
+    assert_eq!(listed, newest_first_of(&events, "dev-1"));
+    // and creating the tables again leaves the index as it is
+    registry.create_tables().await.unwrap();
+    assert_eq!(describe().await.global_secondary_indexes().len(), 1);
 }
 
 #[tokio::test]

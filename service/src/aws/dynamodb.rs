@@ -8,14 +8,15 @@
 //!
 //! # Tables
 //!
-//! All on-demand (pay per request); [`DynamoDbRegistry::create_tables`] creates them, and
-//! the deployment template must define the same keys:
+//! All on-demand (pay per request); [`DynamoDbRegistry::create_tables`] creates them (and
+//! adds the audit table's index to an audit table created before it), and the deployment
+//! template must define the same keys and indexes:
 //!
 //! | table | key | attributes |
 //! |---|---|---|
 //! | devices | `deviceId` (S) | `publicKey` (S, canonical base64 SPKI), `enabled` (BOOL), `sourceManifest` (S), `importedAt` (N) |
 //! | certificates | `certificateId` (S); GSI [`BY_DEVICE_INDEX`]: `deviceId` (S) + `issuedAt` (N), all attributes | `serial`, `issuer`, `publicKey`, `notBefore`, `notAfter`, `status` (`ACTIVE`, `INACTIVE`, `REVOKED`), `revokedAt`, `revocationReason` (RFC 5280 name), `certificatePem` |
-//! | audit | `day` (S, `YYYY-MM-DD` UTC) + `eventId` (S, RFC 3339 time `#` 32 random hex digits) | `at` (N), `decision`, `code`, `deviceId`, `remoteAddr`, `fingerprint`, `certificateId` (absent when none) |
+//! | audit | `day` (S, `YYYY-MM-DD` UTC) + `eventId` (S, RFC 3339 time `#` 32 random hex digits); sparse GSI [`AUDIT_BY_DEVICE_INDEX`]: `deviceId` (S) + `eventId` (S), all attributes (events without a device id are not in it) | `at` (N), `decision`, `code`, `deviceId`, `remoteAddr`, `fingerprint`, `certificateId` (absent when none) |
 //!
 //! Times are Unix seconds. There is no separate rate-limit counter: the rate limit counts
 //! [`DeviceRegistry::certificates_of`], as with SQLite.
@@ -29,6 +30,9 @@
 //!   second) ago may be missing from it. At worst a device retrying at once gets a second
 //!   new certificate instead of the one just issued, and both stay ACTIVE until its next
 //!   issuance supersedes them; the rate limit may let one issuance too many through.
+//! - The audit table's [`AUDIT_BY_DEVICE_INDEX`] (what the admin API lists one device's
+//!   events from) is eventually consistent as well: an event recorded a moment ago may
+//!   not be listed yet.
 //! - [`DeviceRegistry::record_issuance`] is one `TransactWriteItems`: the new certificate
 //!   (only if its id is not recorded yet), a check that the device exists, and each
 //!   superseded certificate set REVOKED: all or nothing. A superseded id that is not the
@@ -61,10 +65,11 @@ use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetad
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, PutRequest,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, Select, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck,
+    CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
+    IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    PutRequest, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, Select,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use provisioner_core::{
@@ -79,6 +84,10 @@ use tokio::task::JoinSet;
 /// The certificates table's index by device: `deviceId` (hash) and `issuedAt` (range).
 pub const BY_DEVICE_INDEX: &str = "byDevice";
 
+/// The audit table's index by device: `deviceId` (hash) and `eventId` (range), every
+/// attribute. Sparse: an event without a device id is not in it.
+pub const AUDIT_BY_DEVICE_INDEX: &str = "byDevice";
+
 pub use crate::import::{
     ImportError, ImportItem, ImportOptions, ImportSummary, MAX_REPORTED_ERRORS,
 };
@@ -91,6 +100,13 @@ const BATCH_GET_KEYS: usize = 100;
 const BATCH_WRITE_ITEMS: usize = 25;
 /// Attempts at a batch whose unprocessed part keeps coming back, before giving up.
 const MAX_BATCH_ATTEMPTS: u32 = 10;
+/// How long [`DynamoDbRegistry::create_tables`] waits for a new table to become ACTIVE.
+const TABLE_WAIT: Duration = Duration::from_secs(300);
+/// How long it waits for the audit index added to an existing table: DynamoDB backfills
+/// it from every event in the table, minutes for a small table, longer for a large one.
+const INDEX_WAIT: Duration = Duration::from_secs(600);
+/// How often it asks whether that index is ACTIVE yet.
+const INDEX_POLL: Duration = Duration::from_secs(5);
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -105,7 +121,7 @@ pub struct DynamoDbTables {
     pub devices: String,
     /// Certificates, by `certificateId`, with the [`BY_DEVICE_INDEX`] index.
     pub certificates: String,
-    /// Audit events, by `day` and `eventId`.
+    /// Audit events, by `day` and `eventId`, with the [`AUDIT_BY_DEVICE_INDEX`] index.
     pub audit: String,
 }
 
@@ -302,11 +318,15 @@ impl DynamoDbRegistry {
 
     /// Creates the three tables (on-demand billing; see the module docs) and waits until
     /// they are ACTIVE. A table that already exists is left as it is (its schema is not
-    /// checked), so calling this again is harmless.
+    /// checked), so calling this again is harmless; except that an audit table created
+    /// before [`AUDIT_BY_DEVICE_INDEX`] existed gets that index (`UpdateTable`), and this
+    /// waits until it is ACTIVE (DynamoDB fills it from the events already there).
     ///
     /// # Errors
     /// [`DynamoDbError::Sdk`] when a table cannot be created or does not become ACTIVE
-    /// within 5 minutes; [`DynamoDbError::Unavailable`] when throttled.
+    /// within 5 minutes, or the audit index cannot be added or is not ACTIVE within 10
+    /// minutes (DynamoDB goes on building it: calling this again waits for it again);
+    /// [`DynamoDbError::Unavailable`] when throttled.
     pub async fn create_tables(&self) -> Result<(), DynamoDbError> {
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder()
@@ -322,15 +342,29 @@ impl DynamoDbRegistry {
                 .build()
                 .map_err(build_error)
         };
+        let all = Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build();
         let by_device = GlobalSecondaryIndex::builder()
             .index_name(BY_DEVICE_INDEX)
             .key_schema(key("deviceId", KeyType::Hash)?)
             .key_schema(key("issuedAt", KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
+            .projection(all.clone())
+            .build()
+            .map_err(build_error)?;
+        let audit_attributes = vec![
+            attribute("day", ScalarAttributeType::S)?,
+            attribute("eventId", ScalarAttributeType::S)?,
+            attribute("deviceId", ScalarAttributeType::S)?,
+        ];
+        let audit_index_keys = vec![
+            key("deviceId", KeyType::Hash)?,
+            key("eventId", KeyType::Range)?,
+        ];
+        let audit_by_device = GlobalSecondaryIndex::builder()
+            .index_name(AUDIT_BY_DEVICE_INDEX)
+            .set_key_schema(Some(audit_index_keys.clone()))
+            .projection(all.clone())
             .build()
             .map_err(build_error)?;
         let requests = [
@@ -350,10 +384,10 @@ impl DynamoDbRegistry {
             self.client
                 .create_table()
                 .table_name(&self.tables.audit)
-                .attribute_definitions(attribute("day", ScalarAttributeType::S)?)
-                .attribute_definitions(attribute("eventId", ScalarAttributeType::S)?)
+                .set_attribute_definitions(Some(audit_attributes.clone()))
                 .key_schema(key("day", KeyType::Hash)?)
-                .key_schema(key("eventId", KeyType::Range)?),
+                .key_schema(key("eventId", KeyType::Range)?)
+                .global_secondary_indexes(audit_by_device),
         ];
         for request in requests {
             match request
@@ -377,7 +411,7 @@ impl DynamoDbRegistry {
             self.client
                 .wait_until_table_exists()
                 .table_name(table)
-                .wait(Duration::from_secs(300))
+                .wait(TABLE_WAIT)
                 .await
                 .map_err(|e| DynamoDbError::Sdk {
                     operation: "DescribeTable",
@@ -387,7 +421,95 @@ impl DynamoDbRegistry {
                     ),
                 })?;
         }
-        Ok(())
+        let add_index = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(AUDIT_BY_DEVICE_INDEX)
+            .set_key_schema(Some(audit_index_keys))
+            .projection(all)
+            .build()
+            .map_err(build_error)?;
+        self.ensure_audit_index(audit_attributes, add_index).await
+    }
+
+    /// Adds [`AUDIT_BY_DEVICE_INDEX`] to an audit table created without it (by a version
+    /// before the index) and waits until the index is ACTIVE; a table that has it
+    /// ACTIVE costs one `DescribeTable`.
+    async fn ensure_audit_index(
+        &self,
+        attributes: Vec<AttributeDefinition>,
+        index: CreateGlobalSecondaryIndexAction,
+    ) -> Result<(), DynamoDbError> {
+        let table = &self.tables.audit;
+        let started = tokio::time::Instant::now();
+        let mut requested = false;
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeTable", e))?;
+            let status = described
+                .table()
+                .map(|t| t.global_secondary_indexes())
+                .unwrap_or_default()
+                .iter()
+                .find(|i| i.index_name() == Some(AUDIT_BY_DEVICE_INDEX))
+                .map(|i| i.index_status().cloned());
+            match status {
+                Some(Some(IndexStatus::Active)) => return Ok(()),
+                // CREATING (backfilling) or UPDATING: wait.
+                Some(_) => {}
+                // Asked once only: DescribeTable may lag behind the UpdateTable.
+                None if !requested => {
+                    let update = self
+                        .client
+                        .update_table()
+                        .table_name(table)
+                        .set_attribute_definitions(Some(attributes.clone()))
+                        .global_secondary_index_updates(
+                            GlobalSecondaryIndexUpdate::builder()
+                                .create(index.clone())
+                                .build(),
+                        )
+                        .send()
+                        .await;
+                    match update {
+                        // moto (and DynamoDB for an empty table) may answer ACTIVE at
+                        // once: look again before sleeping.
+                        Ok(_) => {
+                            requested = true;
+                            continue;
+                        }
+                        // The table is being updated (another caller adding the index, or
+                        // some other change): ask again after the pause.
+                        Err(error)
+                            if error
+                                .as_service_error()
+                                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+                        Err(error) => return Err(sdk_error("UpdateTable", error)),
+                    }
+                }
+                None => {}
+            }
+            if started.elapsed() >= INDEX_WAIT {
+                let status = match status {
+                    Some(Some(status)) => status.as_str().to_owned(),
+                    Some(None) => "without a status".to_owned(),
+                    None => "not there yet".to_owned(),
+                };
+                return Err(DynamoDbError::Sdk {
+                    operation: "UpdateTable",
+                    message: format!(
+                        "index {AUDIT_BY_DEVICE_INDEX} of table {table} is {status} after {} s: \
+                         DynamoDB goes on building it from the table's events; run this \
+                         again to wait for it",
+                        INDEX_WAIT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(INDEX_POLL).await;
+        }
     }
 
     // --- devices --------------------------------------------------------------
@@ -1383,7 +1505,9 @@ fn audit_item(event: &AuditEvent) -> Result<Item, DynamoDbError> {
         ("fingerprint", &event.fingerprint),
         ("certificateId", &event.certificate_id),
     ] {
-        if let Some(value) = value {
+        // `deviceId` is a key of the audit index, which refuses an empty string (the whole
+        // write would fail): an empty device id is stored as none.
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
             item.insert(name.to_owned(), AttributeValue::S(value.clone()));
         }
     }
@@ -1545,6 +1669,25 @@ mod tests {
         assert_eq!(id.len(), "2027-01-15T08:00:00Z#".len() + 32);
         assert!(!item.contains_key("remoteAddr"));
         assert_eq!(audit_event_from_item(&item).unwrap(), event);
+    }
+
+    #[test]
+    fn an_empty_device_id_stays_out_of_the_audit_index_key() {
+        // given an event whose device id is empty (the index refuses an empty key)
+        let event = AuditEvent {
+            at: 1_800_000_000,
+            device_id: Some(String::new()),
+            decision: "deny",
+            code: "forbidden_origin".into(),
+            remote_addr: Some(String::new()),
+            fingerprint: None,
+            certificate_id: None,
+        };
+        // when it becomes an item
+        let item = audit_item(&event).unwrap();
+        // then it has no deviceId (so the write is not refused), and reads back as none
+        assert!(!item.contains_key("deviceId"));
+        assert_eq!(audit_event_from_item(&item).unwrap().device_id, None);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! | certificates of one device | `issuedAt:certificateId` | `{deviceId, issuedAt, certificateId}` on [`BY_DEVICE_INDEX`] |
 //! | certificates, any device | the last `certificateId` | `{certificateId}` |
 //! | audit | `day/eventId` | `{day, eventId}`, then the days before |
+//! | audit of one device | `day/eventId` | `{deviceId, day, eventId}` on [`AUDIT_BY_DEVICE_INDEX`] |
 //!
 //! A key stays valid while the item it names is deleted: DynamoDB resumes after the
 //! position, not the item. An `after` that is not such a key is a [`bad_cursor`]
@@ -32,11 +33,13 @@
 //!   the key): not alphabetical, and not by time. moto happens to return them sorted by
 //!   key; real DynamoDB does not.
 //! - A device's certificates and the audit events come newest first.
-//! - The table reads (devices, certificates without a device, audit, single items) are
-//!   strongly consistent, so a device just disabled or a certificate just revoked shows
-//!   as such. A device's certificates come from the `byDevice` index, which is only
-//!   eventually consistent: a certificate issued or revoked a moment ago may show its
-//!   state of a moment ago.
+//! - The table reads (devices, certificates without a device, audit without a device,
+//!   single items) are strongly consistent, so a device just disabled or a certificate
+//!   just revoked shows as such. A device's certificates come from the certificates
+//!   table's `byDevice` index, and a device's audit events from the audit table's
+//!   [`AUDIT_BY_DEVICE_INDEX`]; both are only eventually consistent: a certificate issued
+//!   or revoked a moment ago may show its state of a moment ago, and an event recorded a
+//!   moment ago (typically well under a second) may be missing from its device's list.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -52,15 +55,16 @@ use tokio::task::JoinSet;
 use super::dynamodb::{
     audit_event_from_item, boolean, certificate_from_item, corrupt_item, day_text, number,
     number_value, optional_text, sdk_error, status_name, stored_key, text, DynamoDbError,
-    DynamoDbRegistry, Item, BY_DEVICE_INDEX,
+    DynamoDbRegistry, Item, AUDIT_BY_DEVICE_INDEX, BY_DEVICE_INDEX,
 };
 use crate::fleet::{
     AuditQuery, CertificateQuery, DeviceQuery, DeviceRecord, HourlyDecisions, Listed, LoggedEvent,
 };
 
-/// How many UTC days back from today the audit list reads (today included), and how
-/// many days before `until` the decisions per hour count. Older events stay in the table
-/// (until a TTL or an export removes them) but the admin API does not show them.
+/// How many UTC days back from today the audit list of every device reads (today
+/// included), and how many days before `until` the decisions per hour count. Older events
+/// stay in the table (until a TTL or an export removes them); the admin API shows them
+/// only in one device's list, which has no window (it reads an index by device).
 pub const AUDIT_LOOKBACK_DAYS: u32 = 400;
 
 /// At most this many audit days are read at once while the audit list walks back.
@@ -451,21 +455,25 @@ impl DynamoDbRegistry {
     // --- audit ----------------------------------------------------------------
 
     /// One page of audit events, newest first, with their `eventId` as
-    /// [`LoggedEvent::id`]: from `now`'s UTC day (or `query.after`'s) back day by day,
-    /// each day a strongly consistent `Query` of its partition with `ScanIndexForward`
-    /// false (event ids sort by time), filtered on `deviceId` when asked, until
-    /// `limit + 1` events matched or [`AUDIT_LOOKBACK_DAYS`] days (today included) were
-    /// read. Several days are read at once (1, 2, 4, ... up to 32) once the first ones
-    /// do not fill the page, so a sparse log or a device with few events costs tens of
-    /// round trips, not hundreds; every day is still a `Query` (no index by device:
-    /// filtering by device reads the whole window, and DynamoDB bills what it reads).
-    /// `next` is `day/eventId`.
+    /// [`LoggedEvent::id`]. `next` is `day/eventId`.
+    ///
+    /// - With `device_id`: a `Query` of [`AUDIT_BY_DEVICE_INDEX`] with `ScanIndexForward`
+    ///   false (event ids sort by time), page after page until `limit + 1` events were
+    ///   read or the device has no more: a first page of 50 is one request, reading only
+    ///   that device's events, however old (no [`AUDIT_LOOKBACK_DAYS`] window). The index
+    ///   is eventually consistent (see the module docs).
+    /// - Without: from `now`'s UTC day (or `query.after`'s) back day by day, each day a
+    ///   strongly consistent `Query` of its partition with `ScanIndexForward` false, until
+    ///   `limit + 1` events were read or [`AUDIT_LOOKBACK_DAYS`] days (today included)
+    ///   were. Several days are read at once (1, 2, 4, ... up to 32) once the first ones
+    ///   do not fill the page, so a sparse log costs tens of round trips, not hundreds.
     ///
     /// # Errors
     /// [`DynamoDbError::TimeOutOfRange`] for a `now` past year 9999;
     /// [`DynamoDbError::Corrupt`] for an item that is not an event;
     /// [`DynamoDbError::Unavailable`] when throttled; [`bad_cursor`] for an `after` that
-    /// is no `day/eventId`; any other failure.
+    /// is no `day/eventId`; any other failure (such as an audit table without the index:
+    /// [`DynamoDbRegistry::create_tables`] adds it).
     pub async fn list_audit(
         &self,
         query: &AuditQuery,
@@ -473,6 +481,9 @@ impl DynamoDbRegistry {
     ) -> Result<Listed<LoggedEvent>, DynamoDbError> {
         if query.limit == 0 {
             return Ok(empty());
+        }
+        if let Some(device_id) = query.device_id.as_deref() {
+            return self.list_audit_of_device(device_id, query).await;
         }
         let today = date_of(now)?;
         let oldest = days_before(today, AUDIT_LOOKBACK_DAYS - 1);
@@ -484,8 +495,6 @@ impl DynamoDbRegistry {
                 (Some(day), Some(event_id.to_owned()))
             }
         };
-        let device_id = query.device_id.as_deref();
-        let filtered = device_id.is_some();
         let wanted = wanted(query.limit);
         let mut rows: Vec<(String, LoggedEvent)> = Vec::new();
         let mut at_once = 1;
@@ -504,12 +513,12 @@ impl DynamoDbRegistry {
             if days.is_empty() {
                 break;
             }
-            let limit = self.read_limit(filtered, wanted - rows.len());
+            let limit = self.read_limit(false, wanted - rows.len());
             let mut reads = JoinSet::new();
             for (index, day) in days.iter().enumerate() {
                 let start = resume.take().map(|event_id| audit_key(day, event_id));
                 let request = self
-                    .audit_day(day, device_id)
+                    .audit_day(day)
                     .set_limit(limit)
                     .set_exclusive_start_key(start);
                 reads.spawn(async move {
@@ -546,8 +555,8 @@ impl DynamoDbRegistry {
                     match page.last_evaluated_key {
                         Some(key) if !key.is_empty() => {
                             page = self
-                                .audit_day(day, device_id)
-                                .set_limit(self.read_limit(filtered, wanted - rows.len()))
+                                .audit_day(day)
+                                .set_limit(self.read_limit(false, wanted - rows.len()))
                                 .set_exclusive_start_key(Some(key))
                                 .send()
                                 .await
@@ -559,6 +568,59 @@ impl DynamoDbRegistry {
             }
             at_once = (at_once * 2).min(MAX_AUDIT_DAYS_AT_ONCE);
         }
+        let page = Listed::cut(rows, query.limit, |(day, event)| {
+            format!("{day}/{}", event.id)
+        });
+        Ok(Listed {
+            items: page.items.into_iter().map(|(_, event)| event).collect(),
+            next: page.next,
+        })
+    }
+
+    /// [`Self::list_audit`] of one device: its index, newest first, from `query.after`.
+    async fn list_audit_of_device(
+        &self,
+        device_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Listed<LoggedEvent>, DynamoDbError> {
+        let start = query
+            .after
+            .as_deref()
+            .map(|after| {
+                audit_position(after)
+                    .map(|(day, event_id)| {
+                        let mut key = audit_key(&day_text(day), event_id.to_owned());
+                        key.insert("deviceId".into(), AttributeValue::S(device_id.to_owned()));
+                        key
+                    })
+                    .ok_or_else(|| bad_cursor("device's audit", after))
+            })
+            .transpose()?;
+        // No event has such a device id (DynamoDB would refuse the key).
+        if !storable_key(device_id) {
+            return Ok(empty());
+        }
+        // No ConsistentRead: a global secondary index has none.
+        let request = self
+            .client()
+            .query()
+            .table_name(&self.tables().audit)
+            .index_name(AUDIT_BY_DEVICE_INDEX)
+            .key_condition_expression("deviceId = :device")
+            .expression_attribute_values(":device", AttributeValue::S(device_id.to_owned()))
+            .scan_index_forward(false);
+        let items = self
+            .query_until(request, start, wanted(query.limit), false)
+            .await?;
+        let rows = items
+            .iter()
+            .map(|item| {
+                let event = audit_event_from_item(item)?;
+                let id = text(item, "eventId").map_err(DynamoDbError::Corrupt)?;
+                let day = text(item, "day").map_err(|e| corrupt_item("audit event", &id, &e))?;
+                Ok((day, LoggedEvent { id, event }))
+            })
+            .collect::<Result<Vec<_>, DynamoDbError>>()?;
         let page = Listed::cut(rows, query.limit, |(day, event)| {
             format!("{day}/{}", event.id)
         });
@@ -703,23 +765,16 @@ impl DynamoDbRegistry {
         }
     }
 
-    /// A `Query` of one audit day, newest first, only `device_id`'s events if given.
-    fn audit_day(&self, day: &str, device_id: Option<&str>) -> QueryFluentBuilder {
-        let request = self
-            .client()
+    /// A strongly consistent `Query` of one audit day, newest first.
+    fn audit_day(&self, day: &str) -> QueryFluentBuilder {
+        self.client()
             .query()
             .table_name(&self.tables().audit)
             .key_condition_expression("#day = :day")
             .expression_attribute_names("#day", "day")
             .expression_attribute_values(":day", AttributeValue::S(day.to_owned()))
             .scan_index_forward(false)
-            .consistent_read(true);
-        match device_id {
-            Some(device_id) => request
-                .filter_expression("deviceId = :device")
-                .expression_attribute_values(":device", AttributeValue::S(device_id.to_owned())),
-            None => request,
-        }
+            .consistent_read(true)
     }
 }
 
