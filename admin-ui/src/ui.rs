@@ -51,8 +51,10 @@ where
         let request = fetch(input);
         spawn_local(async move {
             let result = request.await;
-            if generation.get_value() == mine {
-                state.set(result.into());
+            // The page may be gone by now (the admin switched tabs): its values are
+            // disposed, and the answer is dropped rather than set (`get_value` would panic).
+            if generation.try_get_value() == Some(mine) {
+                state.try_set(result.into());
             }
         });
     });
