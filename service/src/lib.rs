@@ -22,3 +22,5 @@ pub mod latent;
 pub mod local;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(feature = "local", feature = "aws"))]
+pub mod pem;

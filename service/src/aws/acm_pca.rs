@@ -44,6 +44,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::is_throttling;
 use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_acmpca::primitives::Blob;
 use aws_sdk_acmpca::types::{
@@ -152,14 +153,6 @@ impl From<AcmPcaError> for PortError {
             other => PortError::Internal(other.to_string()),
         }
     }
-}
-
-/// Error codes that mean "too much, too fast".
-fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("ThrottlingException" | "TooManyRequestsException" | "LimitExceededException")
-    )
 }
 
 fn sdk_error<E>(operation: &'static str, error: &SdkError<E>) -> AcmPcaError
@@ -276,18 +269,6 @@ pub fn backoff(first: Duration, max: Duration, attempt: u32) -> Duration {
         .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
         .unwrap_or(max)
         .min(max)
-}
-
-fn pem_of(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
 }
 
 /// The DER of the first `CERTIFICATE` block of `pem`.
@@ -456,7 +437,10 @@ impl AcmPcaAuthority {
             .client
             .issue_certificate()
             .certificate_authority_arn(&self.config.certificate_authority_arn)
-            .csr(Blob::new(pem_of("CERTIFICATE REQUEST", csr_der)))
+            .csr(Blob::new(crate::pem::encode(
+                "CERTIFICATE REQUEST",
+                csr_der,
+            )))
             .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
             .template_arn(END_ENTITY_CLIENT_AUTH_TEMPLATE)
             .validity(not_after)

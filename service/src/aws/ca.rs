@@ -84,6 +84,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_iot::types::{CaCertificateStatus, CertificateStatus as IotCertificateStatus};
 // The SDK's error types are the same in every service crate.
+use super::is_throttling;
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use der::{Decode, Encode};
 use provisioner_core::{Clock, PortError, RevocationReason, SystemClock, UnixTime};
@@ -216,19 +217,6 @@ impl From<DynamoDbError> for CaError {
     }
 }
 
-fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingException"
-                | "TooManyRequestsException"
-                | "LimitExceededException"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-        )
-    )
-}
-
 fn sdk_error<E, R>(
     service: &'static str,
     operation: &'static str,
@@ -311,18 +299,8 @@ pub fn pem_blocks(pem: &str, label: &str) -> Result<Vec<Vec<u8>>, CaError> {
     Ok(blocks)
 }
 
-/// PEM text of `der` under `label`, 64 characters a line.
-pub fn pem_of(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
-}
+/// PEM text of `der` under `label`, 64 characters a line ([`crate::pem::encode`]).
+pub use crate::pem::encode as pem_of;
 
 /// What the CA commands show of a CA certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,6 +60,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::is_throttling;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -199,19 +200,6 @@ impl From<DynamoDbError> for PortError {
             other => PortError::Internal(other.to_string()),
         }
     }
-}
-
-/// Error codes that mean "too much, too fast": retried by the SDK, then
-/// [`DynamoDbError::Unavailable`].
-fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingException"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-        )
-    )
 }
 
 pub(crate) fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> DynamoDbError

@@ -1571,25 +1571,11 @@ fn first_certificate(pem: &str) -> Result<(String, Vec<u8>), String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&body)
         .map_err(|e| format!("PEM body is not base64: {e}"))?;
-    Ok((pem_of("CERTIFICATE", &der), der))
-}
-
-fn pem_of(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
+    Ok((crate::pem::encode("CERTIFICATE", &der), der))
 }
 
 fn unix_now() -> UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    provisioner_core::Clock::now(&provisioner_core::SystemClock)
 }
 
 fn encode_cursor(key: &Item) -> Result<String, IotError> {
@@ -1683,7 +1669,7 @@ fn parse_certificate(
             issuer: issuer.to_owned(),
             not_before: time(tbs.validity.not_before)?,
             not_after: time(tbs.validity.not_after)?,
-            pem: pem_of("CERTIFICATE", der),
+            pem: crate::pem::encode("CERTIFICATE", der),
             der: der.to_vec(),
         },
         key,
@@ -1785,7 +1771,7 @@ impl IotCoreAuthority {
         let created = self
             .client
             .create_certificate_from_csr()
-            .certificate_signing_request(pem_of("CERTIFICATE REQUEST", &request.der))
+            .certificate_signing_request(crate::pem::encode("CERTIFICATE REQUEST", &request.der))
             .set_as_active(true)
             .send()
             .await
@@ -2020,7 +2006,10 @@ mod tests {
 
     #[test]
     fn the_first_block_of_a_chain_is_the_ca_certificate() {
-        let chain = format!("{AMAZON_ROOT_CA_1_PEM}{}", pem_of("CERTIFICATE", b"second"));
+        let chain = format!(
+            "{AMAZON_ROOT_CA_1_PEM}{}",
+            crate::pem::encode("CERTIFICATE", b"second")
+        );
         let (block, der) = first_certificate(&chain).unwrap();
         assert_eq!(block, AMAZON_ROOT_CA_1_PEM);
         assert_ne!(der, b"second");

@@ -38,3 +38,19 @@ pub mod dynamodb_admin;
 pub mod iot;
 pub mod maintenance;
 pub mod s3;
+
+/// Error codes with which AWS services say "too much, too fast" (ACM Private CA, IoT Core,
+/// DynamoDB): the SDK retries them, then the adapters answer 503 with Retry-After. S3 says
+/// it differently (`s3.rs`).
+pub(crate) fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "TooManyRequestsException"
+                | "LimitExceededException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+        )
+    )
+}

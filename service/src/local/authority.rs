@@ -850,7 +850,7 @@ impl LocalAuthority {
             )));
         }
         Ok(Self {
-            certificate_pem: pem_encode("CERTIFICATE", &certificate.der),
+            certificate_pem: crate::pem::encode("CERTIFICATE", &certificate.der),
             chain_pem: chain_to_pem(&chain),
             id,
             ca_dir: ca_dir.to_owned(),
@@ -983,7 +983,7 @@ fn new_intermediate(
     let chain = format!(
         "{}{}",
         certificate.pem(),
-        pem_encode("CERTIFICATE", &root.der)
+        crate::pem::encode("CERTIFICATE", &root.der)
     );
     write_public(&dir.join(CHAIN), chain.as_bytes())?;
     Ok(id)
@@ -1583,22 +1583,10 @@ fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // Base64 output is ASCII, so every chunk is valid UTF-8.
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
-}
-
 fn chain_to_pem(chain: &[ParsedCertificate]) -> String {
     chain
         .iter()
-        .map(|c| pem_encode("CERTIFICATE", &c.der))
+        .map(|c| crate::pem::encode("CERTIFICATE", &c.der))
         .collect()
 }
 
