@@ -61,6 +61,37 @@ where
     state
 }
 
+/// The buttons under a paged list. `cursor` is the page shown (`None`: the first),
+/// `earlier` the cursors of the pages before it, `next` the cursor the list answered
+/// (`None`: this is the last page).
+#[component]
+pub fn Pager(
+    /// The page shown.
+    cursor: RwSignal<Option<String>>,
+    /// The pages before it, most recent last.
+    earlier: RwSignal<Vec<Option<String>>>,
+    /// The next page's cursor.
+    next: Option<String>,
+    /// The label of the button back ("Previous", "Newer").
+    back: &'static str,
+    /// The label of the button forward ("Next", "Older").
+    forward: &'static str,
+) -> impl IntoView {
+    let last_page = next.is_none();
+    view! {
+        <div class="pager">
+            <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
+                let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
+                cursor.set(previous);
+            }>{back}</button>
+            <button disabled=last_page on:click=move |_| {
+                earlier.update(|e| e.push(cursor.get_untracked()));
+                cursor.set(next.clone());
+            }>{forward}</button>
+        </div>
+    }
+}
+
 /// A failed request, in words: the message, and what kind of failure it is. Never the
 /// raw answer.
 #[component]

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::api::{AuditEvent, HourCount, Page, Session};
 use crate::chart::IssuanceChart;
-use crate::ui::{fetched, human_time, short, Badge, Empty, ErrorMessage, Load, Loading};
+use crate::ui::{fetched, human_time, short, Badge, Empty, ErrorMessage, Load, Loading, Pager};
 
 /// Audit events per page.
 pub const EVENTS_PER_PAGE: usize = 50;
@@ -67,16 +67,7 @@ pub fn ActivityPage(
                     <thead><tr><th>"Time"</th><th>"Decision"</th><th>"Reason"</th><th>"Device"</th><th>"Client"</th><th>"Certificate"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
-                        let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
-                        cursor.set(previous);
-                    }>"Newer"</button>
-                    <button disabled=next.is_none() on:click=move |_| {
-                        earlier.update(|e| e.push(cursor.get_untracked()));
-                        cursor.set(next.clone());
-                    }>"Older"</button>
-                </div>
+                <Pager cursor earlier next back="Newer" forward="Older"/>
             }
             .into_any()
         }

@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::pages::certificates::chain_entries;
 use crate::ui::{
-    download, fetched, human_time, short, sleep, Badge, Empty, ErrorMessage, Load, Loading,
+    download, fetched, human_time, short, sleep, Badge, Empty, ErrorMessage, Load, Loading, Pager,
 };
 
 /// What the user types to confirm a rotation.
@@ -431,16 +431,7 @@ pub fn RegionsPanel(
                     </tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
-                        let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
-                        cursor.set(previous);
-                    }>"Previous"</button>
-                    <button disabled=next.is_none() on:click=move |_| {
-                        earlier.update(|e| e.push(cursor.get_untracked()));
-                        cursor.set(next.clone());
-                    }>"Next"</button>
-                </div>
+                <Pager cursor earlier next back="Previous" forward="Next"/>
             }
             .into_any()
         }

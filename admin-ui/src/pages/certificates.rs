@@ -10,7 +10,9 @@ use provisioner_core::RevocationReason;
 use serde_json::json;
 
 use crate::api::{ApiError, Certificate, Page, Registration, Revoked, Session};
-use crate::ui::{download, fetched, human_time, short, Badge, Empty, ErrorMessage, Load, Loading};
+use crate::ui::{
+    download, fetched, human_time, short, Badge, Empty, ErrorMessage, Load, Loading, Pager,
+};
 
 /// Certificates per page.
 pub const CERTIFICATES_PER_PAGE: usize = 25;
@@ -118,16 +120,7 @@ pub fn CertificatesPage(
                     </tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
-                        let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
-                        cursor.set(previous);
-                    }>"Previous"</button>
-                    <button disabled=next.is_none() on:click=move |_| {
-                        earlier.update(|e| e.push(cursor.get_untracked()));
-                        cursor.set(next.clone());
-                    }>"Next"</button>
-                </div>
+                <Pager cursor earlier next back="Previous" forward="Next"/>
             }
             .into_any()
         }

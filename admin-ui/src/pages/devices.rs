@@ -6,7 +6,7 @@ use leptos::task::spawn_local;
 
 use crate::api::{ApiError, Device, Page, Session};
 use crate::pages::import::ImportPanel;
-use crate::ui::{fetched, short, Badge, Empty, ErrorMessage, Load, Loading};
+use crate::ui::{fetched, short, Badge, Empty, ErrorMessage, Load, Loading, Pager};
 
 /// Devices per page.
 pub const DEVICES_PER_PAGE: usize = 25;
@@ -107,16 +107,7 @@ pub fn DevicesPage(
                     </tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || earlier.with(Vec::is_empty) on:click=move |_| {
-                        let previous = earlier.try_update(|e| e.pop()).flatten().flatten();
-                        cursor.set(previous);
-                    }>"Previous"</button>
-                    <button disabled=next.is_none() on:click=move |_| {
-                        earlier.update(|e| e.push(cursor.get_untracked()));
-                        cursor.set(next.clone());
-                    }>"Next"</button>
-                </div>
+                <Pager cursor earlier next back="Previous" forward="Next"/>
             }
             .into_any()
         }

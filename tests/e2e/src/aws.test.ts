@@ -16,14 +16,15 @@
 // client); the fixture test admin-ui/tests/browser/aws.rs covers its rendering.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 
 import { chromium, type Browser, type Page } from 'playwright-core';
+
+import { startServe, stopServe, type Serve } from './serve';
 
 function env(name: string): string {
   const value = process.env[name];
@@ -123,18 +124,12 @@ function createAndInstall(dir: string, vars: NodeJS.ProcessEnv, name: string): {
   return { arn, issuing: installed.issuing === true };
 }
 
-interface Serve {
-  url: string;
-  process: ChildProcess;
-  log: string[];
-}
-
 /** `serve --backend aws --create-tables` on a free port; resolves once its tables are ready. */
-async function startServe(dir: string, vars: NodeJS.ProcessEnv): Promise<Serve> {
-  const child = spawn(
+function startAwsServe(dir: string, vars: NodeJS.ProcessEnv): Promise<Serve> {
+  return startServe(
     BIN,
     [
-      'serve', '--backend', 'aws', '--create-tables',
+      '--backend', 'aws', '--create-tables',
       '--listen', '127.0.0.1:0',
       '--data-dir', join(dir, 'data'),
       '--dashboard-dir', DASHBOARD,
@@ -142,35 +137,9 @@ async function startServe(dir: string, vars: NodeJS.ProcessEnv): Promise<Serve> 
       // The rotation's steps and the registrations' retries run every second.
       '--maintenance-every-secs', '1',
     ],
-    { cwd: dir, env: vars, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: dir, env: vars },
+    60_000,
   );
-  const log: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => log.push(line));
-  const url = await new Promise<string>((resolve, reject) => {
-    let address: string | undefined;
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log.join('\n')}`)), 60_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited (${code}):\n${log.join('\n')}`));
-    });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const listening = /^listening on (http:\/\/\S+)$/.exec(line);
-      if (listening !== null) address = listening[1];
-      // The token line comes last in start-up, after the tables: ready then.
-      if (line.startsWith('admin token') && address !== undefined) {
-        clearTimeout(timer);
-        resolve(address);
-      }
-    });
-  });
-  return { url, process: child, log };
-}
-
-async function stopServe(serve: Serve): Promise<void> {
-  if (serve.process.exitCode !== null || serve.process.pid === undefined) return;
-  const exited = new Promise((resolve) => serve.process.once('exit', resolve));
-  process.kill(serve.process.pid, 'SIGTERM'); // by the PID recorded at spawn
-  await exited;
 }
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -217,7 +186,7 @@ test('on AWS: the CA by its ARN, the regions, and a rotation to a named ACM Priv
     );
 
     // The operator: the service (which creates the tables), the manifest, two devices.
-    serve = await startServe(dir, vars);
+    serve = await startAwsServe(dir, vars);
     const site = serve.url;
     run(dir, vars, BIN, ['device', 'fleet', '--count', '3', '--out', 'fleet']);
     const imported = JSON.parse(run(dir, vars, BIN, ['import', '--backend', 'aws', '--json', 'fleet/manifest.csv'])) as {

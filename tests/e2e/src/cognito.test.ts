@@ -7,15 +7,14 @@
 // sign-out through the provider's logout, and a refusal shown in words.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 
 import { chromium, type Browser } from 'playwright-core';
 
 import { startOidcStub, type OidcStub } from './oidc-stub';
+import { startServe, stopServe, type Serve } from './serve';
 
 function env(name: string): string {
   const value = process.env[name];
@@ -42,19 +41,12 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-interface Serve {
-  url: string;
-  process: ChildProcess;
-  log: string[];
-}
-
 /** `provisioner serve` on a free port trusting the stub; resolves once it is ready. */
-async function startServe(stub: OidcStub): Promise<Serve> {
+function startCognitoServe(stub: OidcStub): Promise<Serve> {
   const dataDir = mkdtempSync(join(WORK, 'cognito-'));
-  const child = spawn(
+  return startServe(
     BIN,
     [
-      'serve',
       '--listen', '127.0.0.1:0',
       '--data-dir', join(dataDir, 'data'),
       '--dashboard-dir', DASHBOARD,
@@ -63,35 +55,9 @@ async function startServe(stub: OidcStub): Promise<Serve> {
       '--admin-jwt-audience', CLIENT_ID,
       '--admin-sign-in-domain', stub.baseUrl,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    {},
+    30_000,
   );
-  const log: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => log.push(line));
-  const url = await new Promise<string>((resolve, reject) => {
-    let address: string | undefined;
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log.join('\n')}`)), 30_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited (${code}):\n${log.join('\n')}`));
-    });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const listening = /^listening on (http:\/\/\S+)$/.exec(line);
-      if (listening !== null) address = listening[1];
-      // The token line comes last in start-up: the data directory is ready then.
-      if (line.startsWith('admin token') && address !== undefined) {
-        clearTimeout(timer);
-        resolve(address);
-      }
-    });
-  });
-  return { url, process: child, log };
-}
-
-async function stopServe(serve: Serve): Promise<void> {
-  if (serve.process.exitCode !== null || serve.process.pid === undefined) return;
-  const exited = new Promise((resolve) => serve.process.once('exit', resolve));
-  process.kill(serve.process.pid, 'SIGTERM'); // by the PID recorded at spawn
-  await exited;
 }
 
 function claims(jwt: string): Record<string, unknown> {
@@ -105,7 +71,7 @@ test('sign-in with Cognito: hosted UI, PKCE, ID token as the bearer, sign-out', 
   let serve: Serve | undefined;
   let browser: Browser | undefined;
   try {
-    serve = await startServe(stub);
+    serve = await startCognitoServe(stub);
     const site = serve.url;
     stub.expectRedirect(`${site}/`);
 
