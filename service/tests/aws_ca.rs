@@ -30,8 +30,9 @@ use provisioner_core::{
 };
 use provisioner_service::aws::acm_pca::{AcmPcaAuthority, AcmPcaConfig};
 use provisioner_service::aws::ca::{
-    ca_id, CaError, CaSubject, IotCertificateRevoker, IotRegions, IssuingCaAdmin, IssuingCaStore,
-    RotationOptions, RotationProgress, RotationState, SUBORDINATE_TEMPLATE,
+    ca_id, pem_blocks, summarize_certificate, CaError, CaSubject, IotCertificateRevoker,
+    IotRegions, IssuingCaAdmin, IssuingCaStore, RotationOptions, RotationProgress, RotationState,
+    SUBORDINATE_TEMPLATE,
 };
 use provisioner_service::aws::dynamodb::{
     DynamoDbRegistry, DynamoDbTables, ImportItem, ImportOptions,
@@ -522,8 +523,14 @@ async fn rotation_revokes_the_old_cas_certificates_everywhere_and_its_parent_rev
         .create_subordinate_ca(&subject("CA A"))
         .await
         .unwrap();
-    let (a_certificate_arn, a_pem) =
-        pca_issue(&f.pca, &root, &created.csr_pem, SUBORDINATE_TEMPLATE).await;
+    // (a serial moto can revoke: the test checks A's revocation at its parent)
+    let (a_certificate_arn, a_pem) = loop {
+        let (arn, pem) = pca_issue(&f.pca, &root, &created.csr_pem, SUBORDINATE_TEMPLATE).await;
+        let der = pem_blocks(&pem, "CERTIFICATE").unwrap().remove(0);
+        if moto::revocable_on_moto(&summarize_certificate(&der).unwrap().serial) {
+            break (arn, pem);
+        }
+    };
     let old = created.ca_arn;
     let root_pem = pca_ca_pem(&f.pca, &root).await;
     f.admin

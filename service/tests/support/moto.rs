@@ -128,3 +128,13 @@ pub fn device_csr(dir: &Path, device_id: &str) -> Vec<u8> {
     );
     std::fs::read(csr).unwrap()
 }
+
+/// Whether moto's ACM Private CA can revoke a certificate with serial `serial_hex`. moto
+/// compares `RevokeCertificate`'s serial with Python's `format(serial, "X")` cut into
+/// pairs from the left, so a serial of an odd number of hex digits never matches (see
+/// `pca_serial`); about one certificate in eight has one. A test that checks a revocation
+/// at moto's PCA issues again until this holds.
+pub fn revocable_on_moto(serial_hex: &str) -> bool {
+    let digits: String = serial_hex.chars().filter(|c| *c != ':').collect();
+    digits.trim_start_matches('0').len() % 2 == 0
+}
