@@ -24,6 +24,7 @@ use provisioner_core::{
     ManifestRecord,
 };
 use provisioner_service::api::{router, DeviceApi};
+use provisioner_service::aws::acm_pca::pca_serial;
 use provisioner_service::aws::adapters::AwsAdapters;
 use provisioner_service::aws::ca::IssuingCaStore;
 use provisioner_service::aws::config::AwsSettings;
@@ -295,6 +296,15 @@ async fn inside_the_renewal_window_the_superseded_certificate_is_revoked_everywh
     let new = second["certificateId"].as_str().unwrap();
     let record = ports.registry.certificate(old).await.unwrap().unwrap();
     assert_eq!(record.status, CertificateStatus::Revoked);
+    // ACM Private CA revoked the superseded certificate (so its CRL lists it), not the new one
+    let current = ports.registry.certificate(new).await.unwrap().unwrap();
+    let at_pca = moto::pca_revocations(&deployment.ca_arn).await;
+    assert_eq!(
+        at_pca.get(&pca_serial(&record.serial).unwrap()).map(String::as_str),
+        Some("SUPERSEDED"),
+        "{at_pca:?}"
+    );
+    assert!(!at_pca.contains_key(&pca_serial(&current.serial).unwrap()));
     let sdk = sdk().await;
     for region in [SERVING, OTHER] {
         let client = iot(&sdk, region);

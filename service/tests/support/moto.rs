@@ -138,3 +138,30 @@ pub fn revocable_on_moto(serial_hex: &str) -> bool {
     let digits: String = serial_hex.chars().filter(|c| *c != ':').collect();
     digits.trim_start_matches('0').len() % 2 == 0
 }
+
+/// The serials moto's ACM Private CA `ca_arn` holds as revoked, each with its reason, as
+/// `RevokeCertificate` received them. Read from moto's state dump (`/moto-api/data.json`):
+/// moto's PCA writes no CRL and has no call that lists revocations.
+pub async fn pca_revocations(ca_arn: &str) -> std::collections::HashMap<String, String> {
+    let dump = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let authorities = dump["acmpca"]["CertificateAuthority"].as_array().unwrap();
+    let authority = authorities
+        .iter()
+        .find(|ca| ca["arn"] == ca_arn)
+        .unwrap_or_else(|| panic!("moto holds no CA {ca_arn}"));
+    authority["revoked_certificates"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(serial, revocation)| {
+            let reason = revocation["revocation_reason"].as_str().unwrap().to_owned();
+            (serial.clone(), reason)
+        })
+        .collect()
+}
