@@ -300,7 +300,9 @@ async fn inside_the_renewal_window_the_superseded_certificate_is_revoked_everywh
     let current = ports.registry.certificate(new).await.unwrap().unwrap();
     let at_pca = moto::pca_revocations(&deployment.ca_arn).await;
     assert_eq!(
-        at_pca.get(&pca_serial(&record.serial).unwrap()).map(String::as_str),
+        at_pca
+            .get(&pca_serial(&record.serial).unwrap())
+            .map(String::as_str),
         Some("SUPERSEDED"),
         "{at_pca:?}"
     );
