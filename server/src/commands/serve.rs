@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// when deployed); 0 turns it off (when the deployed one runs against the same tables).
     #[arg(long, env = "PROVISIONER_MAINTENANCE_EVERY_SECS", default_value_t = 60)]
     maintenance_every_secs: u64,
+    /// With `--backend aws`: seconds a CA rotation waits after switching issuance before
+    /// it revokes, so issuers still using the old CA finish first (they cache the issuing
+    /// CA for 30 s). Lower it only when nothing else issues from the same tables.
+    #[arg(long, env = "PROVISIONER_ROTATION_SETTLE_SECS", default_value_t = 45)]
+    rotation_settle_secs: u64,
 }
 
 impl ServeArgs {
@@ -313,7 +318,10 @@ impl ServeArgs {
         let _maintenance = (self.maintenance_every_secs > 0).then(|| {
             Arc::new(fleet.maintenance()).spawn_every(
                 std::time::Duration::from_secs(self.maintenance_every_secs),
-                MaintenanceBudget::default(),
+                MaintenanceBudget {
+                    settle: std::time::Duration::from_secs(self.rotation_settle_secs),
+                    ..MaintenanceBudget::default()
+                },
             )
         });
         let token = data_dir.admin_token()?;
