@@ -223,6 +223,9 @@ async fn the_pki_admin_sets_up_a_ca_and_rotates_it_with_the_commands() {
     let shown = ok_json(&aws(dir, &prefix, &["ca", "show"]));
     assert_eq!(shown["issuingCaArn"], Value::from(b.clone()));
     assert_eq!(shown["previousCaArns"], serde_json::json!([a.clone()]));
+    assert_eq!(shown["retiredCas"][0]["caArn"], Value::from(a.clone()));
+    assert_eq!(shown["retiredCas"][0]["replacedBy"], Value::from(b.clone()));
+    assert_eq!(shown["retiredCas"][0]["reason"], "superseded");
     let old = ok_json(&aws(dir, &prefix, &["ca", "show", "--arn", &a]));
     assert_eq!(old["ca"]["iot"][0]["status"], "INACTIVE");
     assert_eq!(old["ca"]["iot"][1]["status"], "INACTIVE");

@@ -601,6 +601,44 @@ async fn a_rotation_started_through_the_api_is_finished_by_the_maintenance() {
     assert_eq!(ca["previous"][0]["arn"], old.as_str());
     assert_eq!(ca["previous"][0]["state"], "revoked", "{ca}");
     assert!(ca["previous"][0]["revokedAt"].is_string());
+
+    // when B is rotated out in turn, to a third CA
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/admin/api/ca/rotate",
+        Some(json!({"to": third})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for _ in 0..3 {
+        let report = maintenance.run_once(&BUDGET).await;
+        assert!(report.is_ok(), "{:?}", report.errors);
+    }
+    let (_, shown) = call(&app, "GET", "/admin/api/ca/rotation", None).await;
+    assert_eq!(
+        shown["state"], "finished",
+        "B issued nothing to revoke: {shown}"
+    );
+    // then GET ca lists both earlier CAs revoked, newest first, each with its own time
+    let (_, ca) = call(&app, "GET", "/admin/api/ca", None).await;
+    assert_eq!(ca["current"]["arn"], third.as_str());
+    let previous: Vec<(&str, &str)> = ca["previous"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["arn"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        previous,
+        [(new.as_str(), "revoked"), (old.as_str(), "revoked")],
+        "{ca}"
+    );
+    let retired = world.store.retired(&old).await.unwrap().unwrap();
+    assert_eq!(
+        (retired.replaced_by.as_str(), retired.reason),
+        (new.as_str(), RevocationReason::Superseded)
+    );
 }
 
 #[tokio::test]

@@ -61,7 +61,8 @@ enum CaCommand {
     /// registration code. Regions where it is registered already are left as they are.
     Register(RegisterArgs),
     /// Print the issuing CA as JSON: ARN, ACM PCA status, validity, IoT Core registration
-    /// per region, previous CAs, the pending CA, and the last rotation.
+    /// per region, previous CAs (with when each was retired), the pending CA, and the last
+    /// rotation.
     Show(ShowArgs),
     /// Rotate the issuing CA to --to, and revoke every certificate the old CA issued.
     ///
@@ -310,6 +311,17 @@ mod enabled {
                     None => None,
                 };
                 let rotation = admin.store().rotation().await.map_err(plain)?;
+                let mut retired = Vec::new();
+                for previous in current.iter().flat_map(|c| &c.previous_ca_arns) {
+                    if let Some(r) = admin.store().retired(previous).await.map_err(plain)? {
+                        retired.push(json!({
+                            "caArn": r.ca_arn,
+                            "replacedBy": r.replaced_by,
+                            "reason": r.reason.name(),
+                            "retiredAt": rfc3339(r.retired_at),
+                        }));
+                    }
+                }
                 print_json(&json!({
                     "issuingCaArn": current.as_ref().map(|c| c.ca_arn.clone())
                         .or_else(|| settings.pca_ca_arn.clone()),
@@ -319,6 +331,7 @@ mod enabled {
                         (None, None) => "none",
                     },
                     "previousCaArns": current.as_ref().map(|c| c.previous_ca_arns.clone()).unwrap_or_default(),
+                    "retiredCas": retired,
                     "updatedAt": current.as_ref().map(|c| rfc3339(c.updated_at)),
                     "pendingCaArn": admin.store().pending().await.map_err(plain)?,
                     "ca": description.as_ref().map(description_json),

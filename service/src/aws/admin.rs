@@ -251,11 +251,18 @@ impl AwsFleet {
         let mut previous = Vec::new();
         // Newest first, as the dashboard lists them.
         for arn in previous_arns.iter().rev() {
-            // Only the last rotation is recorded: earlier ones show as previous.
-            let revoked_at = rotation
-                .as_ref()
-                .filter(|r| r.from_ca_arn == *arn && r.state == RotationState::Done)
-                .and_then(|r| r.completed_at);
+            let retired_at = store
+                .retired(arn)
+                .await
+                .map_err(ca_error)?
+                .map(|r| r.retired_at);
+            // A rotation finished before retired CAs were recorded: the last one still shows.
+            let revoked_at = retired_at.or_else(|| {
+                rotation
+                    .as_ref()
+                    .filter(|r| r.from_ca_arn == *arn && r.state == RotationState::Done)
+                    .and_then(|r| r.completed_at)
+            });
             let state = if revoked_at.is_some() {
                 "revoked"
             } else {

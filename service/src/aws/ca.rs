@@ -13,6 +13,7 @@
 //! | [`ISSUING_CA_ITEM`] | `caArn` (S, the CA that issues now), `previousCaArns` (L of S, oldest first), `updatedAt` (N) |
 //! | [`ROTATION_ITEM`] | the last rotation's progress ([`RotationProgress`]): `fromCaArn`, `toCaArn`, `state`, `failedState`, `reason`, `revoked`, `total`, `cursor`, `startedAt`, `updatedAt`, `completedAt`, `lastError`, `parentCaArn`, `adminAction` |
 //! | [`PENDING_CA_ITEM`] | `caArn` of the CA `aws ca create` made and no rotation has put in service yet, `createdAt` |
+//! | [`RETIRED_CA_ITEM_PREFIX`]`{caArn}` | one per CA a finished rotation retired: `caArn`, `replacedBy`, `reason`, `retiredAt` (N), kept when later rotations overwrite [`ROTATION_ITEM`] |
 //!
 //! The issuer reads [`IssuingCaStore::current`] (cached briefly) and falls back to
 //! [`AwsSettings::pca_ca_arn`] when no item exists. [`IssuingCaStore::set_current`] is
@@ -101,6 +102,22 @@ pub const ISSUING_CA_ITEM: &str = "issuing-ca";
 pub const ROTATION_ITEM: &str = "ca-rotation";
 /// The config item naming the CA `aws ca create` made, not yet in service.
 pub const PENDING_CA_ITEM: &str = "pending-ca";
+/// The prefix of the config items recording each CA a finished rotation retired (the CA's
+/// ARN follows): [`ROTATION_ITEM`] holds the last rotation only.
+pub const RETIRED_CA_ITEM_PREFIX: &str = "retired-ca#";
+
+/// A CA a finished rotation retired: every certificate it issued was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredCa {
+    /// The retired CA.
+    pub ca_arn: String,
+    /// The CA that took over from it.
+    pub replaced_by: String,
+    /// Why its certificates were revoked.
+    pub reason: RevocationReason,
+    /// When its rotation finished.
+    pub retired_at: UnixTime,
+}
 
 /// The PCA template that signs IoT Core's verification certificate.
 pub const END_ENTITY_TEMPLATE: &str = "arn:aws:acm-pca:::template/EndEntityCertificate/V1";
@@ -953,6 +970,50 @@ impl IssuingCaStore {
             }
             Err(error) => Err(sdk_error(DYNAMODB, "PutItem", &error)),
         }
+    }
+
+    /// Records `rotation`'s old CA as retired (idempotent: a rerun writes the same item).
+    async fn record_retired(&self, rotation: &RotationProgress) -> Result<(), CaError> {
+        let retired_at = rotation.completed_at.unwrap_or(rotation.updated_at);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                "name",
+                s(&format!("{RETIRED_CA_ITEM_PREFIX}{}", rotation.from_ca_arn)),
+            )
+            .item("caArn", s(&rotation.from_ca_arn))
+            .item("replacedBy", s(&rotation.to_ca_arn))
+            .item("reason", s(rotation.reason.name()))
+            .item("retiredAt", n(retired_at))
+            .send()
+            .await
+            .map_err(|e| sdk_error(DYNAMODB, "PutItem", &e))?;
+        Ok(())
+    }
+
+    /// The CA `arn` as a finished rotation retired it, if one did.
+    ///
+    /// # Errors
+    /// [`CaError::Corrupt`] for a damaged item; a DynamoDB failure.
+    pub async fn retired(&self, arn: &str) -> Result<Option<RetiredCa>, CaError> {
+        let name = format!("{RETIRED_CA_ITEM_PREFIX}{arn}");
+        let Some(item) = self.item(&name).await? else {
+            return Ok(None);
+        };
+        let read = || -> Result<RetiredCa, String> {
+            let reason = text(&item, "reason")?;
+            Ok(RetiredCa {
+                ca_arn: text(&item, "caArn")?,
+                replaced_by: text(&item, "replacedBy")?,
+                reason: RevocationReason::from_name(&reason)
+                    .ok_or_else(|| format!("reason {reason:?} is not a revocation reason"))?,
+                retired_at: number(&item, "retiredAt")?,
+            })
+        };
+        read()
+            .map(Some)
+            .map_err(|e| CaError::Corrupt(format!("config item {name}: {e}")))
     }
 
     /// The CA `aws ca create` made and no rotation has put in service yet, if any.
@@ -2019,6 +2080,8 @@ impl IssuingCaAdmin {
         record.updated_at = now();
         if next == RotationState::Done {
             record.completed_at = Some(record.updated_at);
+            // Before the rotation reads done: a crash between the two reruns this step.
+            self.store.record_retired(record).await?;
         }
         self.store.save_rotation(record).await
     }
