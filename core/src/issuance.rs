@@ -87,7 +87,7 @@ pub enum ReissueDecision {
 }
 
 impl IssuanceProfile {
-    /// The re-issue policy (DESIGN.md, "The device contract").
+    /// The re-issue policy (the README's device contract).
     ///
     /// A device holding an ACTIVE, unexpired certificate for the requested key, outside
     /// the renewal window, gets it back (the one that lasts longest, if several). Otherwise

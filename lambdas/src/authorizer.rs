@@ -1,5 +1,5 @@
-//! The API Gateway REQUEST authorizer of `POST /new` (DESIGN.md steps 5-6): who may reach
-//! the issuer.
+//! The API Gateway REQUEST authorizer of `POST /new`: who may reach the issuer
+//! (docs/ARCHITECTURE.md, "The flow of `POST /new`", step 2).
 //!
 //! | request | answer | API Gateway's response (infra/template.yaml) |
 //! |---|---|---|

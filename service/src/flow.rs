@@ -1,5 +1,6 @@
-//! The provisioning flow (DESIGN.md steps 4-9) over the ports: verify, authorise, apply
-//! the re-issue policy and the rate limit, issue, record, register, audit.
+//! The provisioning flow over the ports: verify, authorise, apply the re-issue policy and
+//! the rate limit, issue, record, register, audit (docs/ARCHITECTURE.md, "The flow of
+//! `POST /new`").
 //!
 //! It knows nothing of HTTP, SQLite or AWS; [`crate::api`] maps its answers to HTTP.
 

@@ -1,4 +1,4 @@
-//! The provisioning service: the flow of DESIGN.md steps 4-9 over the ports of
+//! The provisioning service: the provisioning flow (docs/ARCHITECTURE.md) over the ports of
 //! `provisioner-core`, the device API router, and the local adapters.
 //!
 //! The same [`flow::Provisioner`] drives the local adapters (`local`, SQLite and an

@@ -1,4 +1,4 @@
-//! `provisioner aws`: the PKI admin's steps on AWS (design steps 1-2) and the issuing CA's
+//! `provisioner aws`: the PKI admin's steps on AWS (docs/ARCHITECTURE.md) and the issuing CA's
 //! rotation, over ACM Private CA, IoT Core and the config table
 //! (`provisioner_service::aws::ca`).
 //!

@@ -1,4 +1,4 @@
-//! The PKI admin's steps on AWS (design steps 1-2) and the issuing CA's rotation with
+//! The PKI admin's steps on AWS (docs/ARCHITECTURE.md) and the issuing CA's rotation with
 //! cascading revocation: an ACM Private CA subordinate whose CSR a parent CA signs,
 //! registered in IoT Core in every region, recorded as the issuing CA in the config table
 //! (read by the service at run time, so switching CAs needs no redeploy).

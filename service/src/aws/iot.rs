@@ -290,7 +290,7 @@ pub type CaCertificateSource = Arc<dyn Fn(&str) -> CaCertificateFuture + Send + 
 /// How device certificates signed by our CA (ACM Private CA) enter IoT Core.
 #[derive(Clone)]
 pub enum CaRegistration {
-    /// The issuing CA is registered in every region's IoT Core (DESIGN.md steps 1-2):
+    /// The issuing CA is registered in every region's IoT Core (the PKI admin's set-up):
     /// `RegisterCertificate` with the CA's certificate, the first PEM block of what the
     /// source returns for the certificate's issuer (so a chain is fine). After a CA
     /// rotation the source must still answer for the previous CA's id while its
