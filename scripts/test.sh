@@ -6,7 +6,8 @@
 # Installs what it needs first (scripts/install-tools.sh: wasm target, pinned
 # wasm-bindgen-cli, wasm-pack, cargo-fuzz, Chromium and chromedriver, wasm-opt from npm),
 # cached under $PROVISIONER_CACHE, then runs every check and prints each step's duration.
-# FUZZ_SECONDS (default 30) sets the fuzzing step's length; 0 skips it.
+# FUZZ_SECONDS (default 30) sets the fuzzing step's length, shared by the fuzz targets;
+# 0 skips it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -43,6 +44,6 @@ step "Lambda binaries (cargo lambda build, x86_64)" bash scripts/build-lambdas.s
 step "dashboard end to end (Playwright)" bash scripts/test-e2e.sh
 step "deployment templates (cfn-lint, sam validate)" bash scripts/test-infra.sh
 if (( FUZZ_SECONDS > 0 )); then
-  step "fuzz header_to_decision (${FUZZ_SECONDS}s)" bash scripts/fuzz.sh "$FUZZ_SECONDS"
+  step "fuzz every target (${FUZZ_SECONDS}s in all)" bash scripts/fuzz.sh "$FUZZ_SECONDS"
 fi
 echo "all steps passed in $(_elapsed_since "$START")s"

@@ -8,7 +8,7 @@
 //! | `PROVISIONER_VALIDITY_DAYS` | lifetime of issued certificates | 365 |
 //! | `PROVISIONER_RENEW_WITHIN_DAYS` | renewal window before `notAfter` | 30 |
 //! | `PROVISIONER_RATE_LIMIT` | new certificates per device per hour, 0 = off | 10 |
-//! | `PROVISIONER_FAILED_RATE_LIMIT` | failed requests per client address per minute, per issuer container, 0 = off | 100 |
+//! | `PROVISIONER_FAILED_RATE_LIMIT` | failed requests per client address (IPv6: per /64) per minute, per issuer container (the same limiter as `serve`), 0 = off | 100 |
 //! | `PROVISIONER_MQTT_ENDPOINT` | the `endpoint` devices are told | required by the issuer |
 //! | `PROVISIONER_ALLOW_P384` | accept P-384 CSRs (`true`/`false`) | false |
 //! | `PROVISIONER_PUBLIC_URL` | the devices' base URL (`https://host`), the prefix of latent retrieval URLs | none: retrieval URLs are relative (`/certificates/...`) |

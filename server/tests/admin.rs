@@ -64,6 +64,75 @@ fn the_token_is_printed_alone_on_stdout_kept_0600_and_replaced_on_rotate() {
     );
 }
 
+/// Runs `provisioner serve` on a data directory it must refuse: it exits by itself within
+/// 30 s (else it is stopped by its PID and the test fails). Returns (exit code, stderr).
+fn serve_refusing(data_dir: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("PROVISIONER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+            panic!("serve started on a data directory with an unusable secret");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn serve_refuses_an_empty_url_signing_key_and_a_short_admin_token_naming_the_file() {
+    // given a data directory made by a first start
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    admin_token(&data_dir, false);
+    let key = data_dir.join("url-signing.key");
+
+    // when its URL signing key is empty (an interrupted first start), then serve exits
+    // non-zero naming the file and the fix, and leaves the file for the operator
+    std::fs::write(&key, "").unwrap();
+    let (code, stderr) = serve_refusing(&data_dir);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+    assert!(stderr.contains("is empty"), "{stderr}");
+    assert!(stderr.contains("delete the file"), "{stderr}");
+    assert_eq!(std::fs::read(&key).unwrap(), b"");
+
+    // and a short one likewise
+    std::fs::write(&key, [1u8; 31]).unwrap();
+    let (code, stderr) = serve_refusing(&data_dir);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("31 bytes"), "{stderr}");
+
+    // when the key is removed (a new one is made) but the admin token is cut short,
+    // then serve and `admin token` refuse it, and `admin token --rotate` is the fix
+    std::fs::remove_file(&key).unwrap();
+    let token = data_dir.join("admin-token");
+    std::fs::write(&token, "short\n").unwrap();
+    let (code, stderr) = serve_refusing(&data_dir);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&token.display().to_string()), "{stderr}");
+    assert!(stderr.contains("--rotate"), "{stderr}");
+    let output = provisioner(&["admin", "token", "--data-dir", data_dir.to_str().unwrap()]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(output.stdout.is_empty(), "a refused token is never printed");
+    let (rotated, _) = admin_token(&data_dir, true);
+    assert_eq!(rotated.trim_end().len(), 64);
+}
+
 /// `provisioner serve` as a child process, stopped (by its PID) when dropped.
 struct Served {
     child: Child,

@@ -208,6 +208,94 @@ fn a_microchip_manifest_needs_its_signer() {
 }
 
 #[test]
+fn with_a_manifest_signer_unsigned_files_refuse_the_run_unless_allowed() {
+    // given a signed Microchip manifest and an unsigned CSV of another device
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifest = format!("{MANIFESTS}/valid.json");
+    let signer = format!("{MANIFESTS}/signer.pem");
+    let csv = write(
+        dir.path(),
+        "extra.csv",
+        &format!("unsigned-1,{}\n", key_hex()),
+    );
+    let jsonl = write(
+        dir.path(),
+        "extra.jsonl",
+        &format!(
+            "{{\"deviceId\":\"unsigned-2\",\"publicKey\":\"{}\"}}\n",
+            key_hex()
+        ),
+    );
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(format!("{MANIFESTS}/expected.json")).unwrap())
+            .unwrap();
+    let signed_count = expected["valid.json"].as_array().unwrap().len();
+
+    // when they are imported together with the signer, then nothing is written and the
+    // refusal names each unsigned file and the way out, with --json and without
+    for unsigned in [&csv, &jsonl] {
+        let refused = provisioner(
+            &data,
+            &[
+                "import",
+                &manifest,
+                unsigned,
+                "--manifest-signer",
+                &signer,
+                "--json",
+            ],
+        );
+        assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+        let body = last_json(&refused);
+        assert_eq!(body["error"], "unsigned_manifest");
+        let message = body["message"].as_str().unwrap();
+        let name = Path::new(unsigned).file_name().unwrap().to_str().unwrap();
+        assert!(message.contains(name), "{message}");
+        assert!(message.contains("--allow-unsigned"), "{message}");
+        assert!(!message.contains("valid.json"), "{message}");
+    }
+    let human = provisioner(
+        &data,
+        &["import", &csv, &manifest, "--manifest-signer", &signer],
+    );
+    assert_eq!(human.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&human.stderr).contains("extra.csv (csv)"));
+    // a forced format is judged too: CSV read as CSV is still unsigned
+    let forced = provisioner(
+        &data,
+        &[
+            "import",
+            &csv,
+            "--format",
+            "csv",
+            "--manifest-signer",
+            &signer,
+            "--json",
+        ],
+    );
+    assert_eq!(last_json(&forced)["error"], "unsigned_manifest");
+    // refused before the registry is even opened
+    assert!(!data.join("registry.sqlite3").exists());
+
+    // when --allow-unsigned says the mix is meant, then both are imported
+    let allowed = provisioner(
+        &data,
+        &[
+            "import",
+            &manifest,
+            &csv,
+            "--manifest-signer",
+            &signer,
+            "--allow-unsigned",
+            "--json",
+        ],
+    );
+    assert!(allowed.status.success(), "{allowed:?}");
+    assert_eq!(last_json(&allowed)["imported"], signed_count + 1);
+}
+
+#[test]
 fn an_unreadable_file_is_an_error_in_the_same_json_shape() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -289,8 +289,13 @@ impl AdminContext {
     }
 }
 
+/// The shortest admin token accepted, in characters (besides surrounding whitespace):
+/// 128 bits as hex. Generated tokens are 64 characters, 256 bits.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
 /// Whether `presented` is the token in `path`, read now: SHA-256 digests compared in
-/// constant time, so neither the token nor its length shows. No file matches nothing.
+/// constant time, so neither the token nor its length shows. No file, or one shorter
+/// than [`MIN_ADMIN_TOKEN_LEN`], matches nothing.
 async fn token_matches(path: &std::path::Path, presented: &str) -> Result<bool, Response> {
     let stored = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
@@ -304,7 +309,9 @@ async fn token_matches(path: &std::path::Path, presented: &str) -> Result<bool, 
     let matches: bool = Sha256::digest(presented.as_bytes())
         .ct_eq(&Sha256::digest(stored))
         .into();
-    Ok(!stored.is_empty() && matches)
+    // A token file emptied or cut short (by hand, or a crash under an older build)
+    // matches nothing rather than a guessable token.
+    Ok(stored.len() >= MIN_ADMIN_TOKEN_LEN && matches)
 }
 
 /// The admin router: `GET /` (the dashboard's placeholder page) and every route under

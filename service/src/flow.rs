@@ -4,15 +4,14 @@
 //!
 //! It knows nothing of HTTP, SQLite or AWS; [`crate::api`] maps its answers to HTTP.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
 use provisioner_core::{
     AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, Clock,
     CsrVerifier, DeviceRegistry, ErrorCode, HeldCertificate, IssuanceProfile, IssuanceRateLimit,
     PortError, Refusal, ReissueDecision, ThingRegistry, UnixTime,
 };
 use sha2::{Digest, Sha256};
+
+use crate::failure_limit::FailureLimiter;
 
 /// Why the flow gave no certificate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -361,76 +360,9 @@ fn idempotency_key(fingerprint: &str, held: &[CertificateRecord]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Failed requests per client address in a sliding minute, in memory: a factory line may
-/// sit behind one address, so the default limit is generous.
-#[derive(Debug)]
-struct FailureLimiter {
-    per_minute: u32,
-    failures: Mutex<HashMap<String, VecDeque<UnixTime>>>,
-}
-
-impl FailureLimiter {
-    const WINDOW_SECS: i64 = 60;
-
-    fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Seconds to wait, if the address is over its limit.
-    fn blocked(&self, address: &str, now: UnixTime) -> Option<u64> {
-        if self.per_minute == 0 {
-            return None;
-        }
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let times = failures.get_mut(address)?;
-        while times.front().is_some_and(|t| now - t >= Self::WINDOW_SECS) {
-            times.pop_front();
-        }
-        if times.is_empty() {
-            failures.remove(address);
-            return None;
-        }
-        (times.len() >= self.per_minute as usize).then(|| {
-            let oldest = times.front().copied().unwrap_or(now);
-            (oldest + Self::WINDOW_SECS - now).max(1) as u64
-        })
-    }
-
-    fn record(&self, address: &str, now: UnixTime) {
-        if self.per_minute == 0 {
-            return;
-        }
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 100_000 {
-            // Bounded memory under a flood of addresses: forget the quiet ones.
-            failures.retain(|_, times| times.back().is_some_and(|t| now - t < Self::WINDOW_SECS));
-        }
-        let times = failures.entry(address.to_owned()).or_default();
-        times.push_back(now);
-        if times.len() > self.per_minute as usize {
-            times.pop_front();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_address_is_blocked_after_its_failures_and_freed_after_a_minute() {
-        let limiter = FailureLimiter::new(3);
-        for t in [100, 110, 120] {
-            assert_eq!(limiter.blocked("10.0.0.1", t), None);
-            limiter.record("10.0.0.1", t);
-        }
-        assert_eq!(limiter.blocked("10.0.0.1", 130), Some(30));
-        assert_eq!(limiter.blocked("10.0.0.2", 130), None);
-        assert_eq!(limiter.blocked("10.0.0.1", 160), None);
-    }
 
     fn record(certificate_id: &str) -> CertificateRecord {
         CertificateRecord {
@@ -465,14 +397,5 @@ mod tests {
             idempotency_key("f1", &[]),
             idempotency_key("f1", &[record("")])
         );
-    }
-
-    #[test]
-    fn zero_turns_the_failure_limit_off() {
-        let limiter = FailureLimiter::new(0);
-        for _ in 0..10 {
-            limiter.record("a", 1);
-        }
-        assert_eq!(limiter.blocked("a", 1), None);
     }
 }

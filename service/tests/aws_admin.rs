@@ -51,7 +51,7 @@ const SERVING: &str = "us-east-1";
 const OTHER: &str = "eu-west-1";
 const REGIONS: [&str; 2] = [SERVING, OTHER];
 const NOW: i64 = 1_800_000_000;
-const TOKEN: &str = "aws-admin-test-token";
+const TOKEN: &str = "aws-admin-test-token-0123456789abcdef";
 
 #[path = "support/moto.rs"]
 mod moto;

@@ -6,6 +6,10 @@
 //! known device listed with another key (without `--replace`), writes nothing and exits 1.
 //! Re-importing the same manifest is harmless (`unchanged`).
 //!
+//! With `--manifest-signer`, every file must be a signed Microchip manifest: an
+//! unsigned one (CSV, JSON lines) in the same run refuses the whole run before anything
+//! is written, on either backend, unless `--allow-unsigned` says the mix is meant.
+//!
 //! The files are parsed on one thread while the rows are inserted on another, so a
 //! million-row CSV uses both cores of a small machine.
 
@@ -53,8 +57,14 @@ pub struct ImportArgs {
     format: Option<ManifestFormat>,
     /// A certificate file (PEM, possibly several, or DER) whose key signs Microchip
     /// manifests; repeat the option for several files.
+    /// When given, every file must be a signed Microchip manifest: an unsigned CSV or
+    /// JSON lines file refuses the whole run (see `--allow-unsigned`).
     #[arg(long = "manifest-signer", value_name = "CERT")]
     manifest_signers: Vec<PathBuf>,
+    /// With `--manifest-signer`, also import unsigned files (CSV, JSON lines) given in
+    /// the same run, whose keys nobody vouches for.
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Replace the registered key of a device that a manifest lists with another key.
     #[arg(long)]
     replace: bool,
@@ -94,8 +104,13 @@ impl ImportArgs {
         match self.import(global).await {
             Ok(summary) => print_summary(&summary, json, dry_run),
             Err(e) if json => {
+                let code = if e.is::<UnsignedManifests>() {
+                    UnsignedManifests::CODE
+                } else {
+                    "import_failed"
+                };
                 let body = serde_json::json!({
-                    "error": "import_failed",
+                    "error": code,
                     "message": format!("{e:#}"),
                 });
                 println!("{body}");
@@ -134,6 +149,9 @@ impl ImportArgs {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if !no_signers && !self.allow_unsigned {
+            refuse_unsigned(&manifests, self.format)?;
+        }
 
         if self.backend == Backend::Aws {
             let options = ImportOptions {
@@ -173,6 +191,51 @@ impl ImportArgs {
             }
         }
         Ok(summary)
+    }
+}
+
+/// Unsigned manifests given beside `--manifest-signer` without `--allow-unsigned`.
+#[derive(Debug)]
+struct UnsignedManifests {
+    /// Each unsigned file, with its format: `devices.csv (csv)`.
+    files: Vec<String>,
+}
+
+impl std::fmt::Display for UnsignedManifests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.files.len() == 1 { "is" } else { "are" };
+        write!(
+            f,
+            "--manifest-signer was given, so every manifest must be a signed Microchip manifest, but {} {verb} unsigned; nothing was imported. Import unsigned files in a run without --manifest-signer, or pass --allow-unsigned to import them together",
+            self.files.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnsignedManifests {}
+
+impl UnsignedManifests {
+    /// The `error` of the `--json` refusal.
+    const CODE: &'static str = "unsigned_manifest";
+}
+
+/// Fails closed: with signers given, a manifest whose format carries no signature is an
+/// error for the whole run, found before anything is read into the registry.
+fn refuse_unsigned(
+    manifests: &[Manifest],
+    format: Option<ManifestFormat>,
+) -> Result<(), UnsignedManifests> {
+    let files: Vec<String> = manifests
+        .iter()
+        .filter_map(|m| {
+            let format = format.unwrap_or_else(|| ManifestFormat::detect(&m.bytes));
+            (format != ManifestFormat::Microchip).then(|| format!("{} ({format})", m.name))
+        })
+        .collect();
+    if files.is_empty() {
+        Ok(())
+    } else {
+        Err(UnsignedManifests { files })
     }
 }
 

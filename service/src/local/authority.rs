@@ -1140,6 +1140,12 @@ fn load_key(path: &Path) -> Result<KeyPair, AuthorityError> {
             "the CA's key is missing: restore it from backup, or start a new CA",
         )
     })?;
+    if pem.trim().is_empty() {
+        return Err(corrupt(
+            path,
+            "the CA's key file is empty (an interrupted write?); it is not used: restore it from backup, or start a new CA",
+        ));
+    }
     let key = KeyPair::from_pem(&pem).map_err(|_| {
         corrupt(
             path,
@@ -1693,6 +1699,23 @@ mod tests {
         let again = LocalAuthority::init_development(dir.path(), NOW).unwrap_err();
         assert!(matches!(again, AuthorityError::AlreadyInitialised { .. }));
         assert!(again.to_string().contains("move that directory away"));
+    }
+
+    #[test]
+    fn an_empty_ca_key_is_refused_with_its_path_not_used() {
+        // Given a CA whose issuing key file was left empty
+        let dir = tempfile::tempdir().unwrap();
+        let report = LocalAuthority::init_development(dir.path(), NOW).unwrap();
+        let key = issuing_dir(dir.path(), &report.id).join(KEY);
+        fs::write(&key, "").unwrap();
+
+        // When it is loaded, then it is refused, naming the file and saying it is empty
+        let error = LocalAuthority::load(dir.path()).unwrap_err();
+        assert!(matches!(error, AuthorityError::Corrupt { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&key.display().to_string()), "{message}");
+        assert!(message.contains("empty"), "{message}");
+        assert!(message.contains("restore it from backup"), "{message}");
     }
 
     #[test]

@@ -26,8 +26,8 @@ use registry::{RegistryError, SqliteRegistry};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LocalError {
-    /// A file or directory could not be read or written.
-    #[error("{0}")]
+    /// A file or directory could not be read or written (or held an unusable secret).
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The CA could not be created or loaded.
     #[error(transparent)]
