@@ -164,8 +164,14 @@ pub fn write_secret_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// # Errors
 /// Any I/O error.
 pub fn write_public_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    // A name of its own per write: `serve` and a CLI command may write the same CRL at
+    // once, and a shared temporary file could be renamed half-written.
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    temporary.push(format!(
+        ".{}.{:08x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let temporary = PathBuf::from(temporary);
     let mut file = OpenOptions::new()
         .write(true)
