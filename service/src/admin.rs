@@ -1858,7 +1858,7 @@ pub fn openapi_document() -> Value {
                 json!([]),
                 json!({
                     "200": { "description": "The CRL, PEM", "content": { PEM_MEDIA_TYPE: { "schema": { "type": "string" } } } },
-                    "404": refusal("On AWS: ACM Private CA publishes the CRL; the message says where", &["crl_published_by_pca"]),
+                    "404": refusal("On AWS: ACM Private CA publishes the CRL; the message says where, and what a relying party outside IoT Core must do (fetch it from S3 before its nextUpdate, or ask OCSP)", &["crl_published_by_pca"]),
                     "409": refusal("The CA is not set up", &["ca_not_ready"])
                 })) },
             "/ca/rotate": { "post": {
