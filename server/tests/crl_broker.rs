@@ -354,7 +354,10 @@ fn with_short_lived_crls_a_device_keeps_connecting_and_a_revoked_one_stays_refus
     // (the service publishes that revocation within its interval plus a restart)
     let revoked_at = Instant::now();
     while !refused(&broker, &bad_dir, bad) {
-        assert!(revoked_at.elapsed() < Duration::from_secs(15), "never refused");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(15),
+            "never refused"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 

@@ -308,3 +308,144 @@ async fn run_reload(command: &str) -> bool {
     );
     false
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::local::authority::LocalAuthority;
+    use crate::local::crls::CrlWriter;
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn now(&self) -> UnixTime {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        data_dir: DataDir,
+        registry: SqliteRegistry,
+        clock: Arc<TestClock>,
+        export: PathBuf,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path().join("data"));
+        data_dir.ensure_exists().unwrap();
+        LocalAuthority::init_development(&data_dir.ca_dir(), NOW - 60).unwrap();
+        let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
+        let export = dir.path().join("broker");
+        std::fs::create_dir_all(&export).unwrap();
+        Setup {
+            _dir: dir,
+            data_dir,
+            registry,
+            clock: Arc::new(TestClock(AtomicI64::new(NOW))),
+            export,
+        }
+    }
+
+    fn refresher(s: &Setup, reload: Option<String>) -> CrlRefresher {
+        CrlRefresher::new(
+            s.data_dir.clone(),
+            s.registry.clone(),
+            CrlWriter::new(100),
+            s.clock.clone(),
+        )
+        .with_export(
+            BrokerExport {
+                dir: s.export.clone(),
+                reload_command: reload,
+            },
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn crls_are_written_at_start_then_only_when_something_changed_or_half_their_life_passed()
+    {
+        // given a refresher of CRLs living 100 s, whose reload command counts its runs
+        let s = setup();
+        let runs = s.export.join("runs");
+        let reload = format!("echo run >> {}", runs.display());
+        let mut refresher = refresher(&s, Some(reload));
+        let reloads = || {
+            std::fs::read_to_string(&runs)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+
+        // when it looks the first time, then again with nothing changed
+        let first = refresher.tick().await.unwrap();
+        let second = refresher.tick().await.unwrap();
+
+        // then the first writes the CRLs and the broker's copy and reloads it; the second
+        // does nothing
+        assert_eq!(first.regenerated, Some(RefreshReason::Start));
+        assert!(first.exported && first.reloaded);
+        assert_eq!(second, TickOutcome::default());
+        assert_eq!(reloads(), 1);
+        let exported = std::fs::read_to_string(s.export.join("crl.pem")).unwrap();
+        assert_eq!(exported.matches("BEGIN X509 CRL").count(), 2);
+
+        // when a CA is recorded revoked (what the root's CRL lists)
+        let ca = LocalAuthority::load(&s.data_dir.ca_dir()).unwrap();
+        s.registry
+            .record_ca(ca.id(), ca.certificate_pem(), CaState::Revoked, NOW)
+            .await
+            .unwrap();
+        let third = refresher.tick().await.unwrap();
+
+        // then the CRLs are written again, exported, and the broker reloaded
+        assert_eq!(third.regenerated, Some(RefreshReason::Revocations));
+        assert!(third.exported && third.reloaded);
+        assert_eq!(reloads(), 2);
+
+        // when 49 s pass: nothing; at half the lifetime: a renewal
+        s.clock.0.store(NOW + 49, Ordering::SeqCst);
+        assert_eq!(refresher.tick().await.unwrap().regenerated, None);
+        s.clock.0.store(NOW + 50, Ordering::SeqCst);
+        assert_eq!(
+            refresher.tick().await.unwrap().regenerated,
+            Some(RefreshReason::Renewal)
+        );
+
+        // when a CRL file disappears, it is written again
+        std::fs::remove_file(crate::local::operations::root_crl_path(&s.data_dir)).unwrap();
+        assert_eq!(
+            refresher.tick().await.unwrap().regenerated,
+            Some(RefreshReason::Missing)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_reload_is_run_again_at_the_next_look() {
+        // given a reload command that fails until a file exists
+        let s = setup();
+        let gate = s.export.join("gate");
+        let reload = format!("test -e {}", gate.display());
+        let mut refresher = refresher(&s, Some(reload));
+
+        // when it fails at the first look
+        let first = refresher.tick().await.unwrap();
+        assert!(first.exported && !first.reloaded);
+
+        // then the next look runs it again (nothing else changed), and once it succeeds
+        // it is not run any more
+        assert!(!refresher.tick().await.unwrap().reloaded);
+        std::fs::write(&gate, b"").unwrap();
+        let retried = refresher.tick().await.unwrap();
+        assert!(retried.reloaded && !retried.exported);
+        assert!(!refresher.tick().await.unwrap().reloaded);
+    }
+}
