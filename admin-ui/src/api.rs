@@ -294,6 +294,30 @@ pub struct CaOverview {
     /// Whether `POST ca/rotate` creates and signs the next CA itself (locally, with the
     /// root key on the server). On AWS the rotation names a CA installed beforehand.
     pub can_create_next_ca: bool,
+    /// The CRLs the service publishes: each issuing CA's, then the root's when its key
+    /// is the service's own (empty on AWS, where ACM Private CA publishes them).
+    #[serde(default)]
+    pub crls: Vec<Crl>,
+}
+
+/// One CRL the service publishes (`GET ca`, `crls`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Crl {
+    /// The issuing CA's id, or `root`.
+    pub issuer: String,
+    /// RFC 3339, when it was signed; `None` while not written.
+    pub this_update: Option<String>,
+    /// Seconds since then, when the service answered.
+    pub age_secs: Option<i64>,
+    /// RFC 3339, when brokers stop accepting it.
+    pub next_update: Option<String>,
+    /// Seconds until then, when the service answered (negative: expired).
+    pub expires_in_secs: Option<i64>,
+    /// Within a day of its nextUpdate, past it, or not written.
+    pub expires_soon: bool,
+    /// Certificates it lists.
+    pub revoked: u64,
 }
 
 impl CaOverview {

@@ -29,6 +29,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 mod aws;
 #[path = "browser/cognito.rs"]
 mod cognito;
+// The CA page's revocation lists (age, next update, expiry warning).
+#[path = "browser/crls.rs"]
+mod crls;
 
 /// `GET /admin/sign-in.json`, as the fake `fetch` matches it.
 const SIGN_IN_JSON: &str = "/admin/sign-in.json";

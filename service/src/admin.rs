@@ -1199,6 +1199,7 @@ struct CaOverviewView {
     can_create_next_ca: bool,
     /// The same as `canCreateNextCa` (the name of the first API version).
     root_key_local: bool,
+    crls: Vec<crate::admin_crls::CrlView>,
 }
 
 async fn ca(State(context): State<Arc<AdminContext>>) -> Result<Json<CaOverviewView>, ApiError> {
@@ -1210,6 +1211,7 @@ async fn ca(State(context): State<Arc<AdminContext>>) -> Result<Json<CaOverviewV
         pending_csr: overview.pending,
         can_create_next_ca: overview.can_create_next_ca,
         root_key_local: overview.can_create_next_ca,
+        crls: crate::admin_crls::crl_views(overview.crls, context.now()),
     }))
 }
 
@@ -1863,7 +1865,7 @@ pub fn openapi_document() -> Value {
                 json!([]),
                 json!({
                     "200": { "description": "The CRL, PEM", "content": { PEM_MEDIA_TYPE: { "schema": { "type": "string" } } } },
-                    "404": refusal("On AWS: ACM Private CA publishes the CRL; the message says where", &["crl_published_by_pca"]),
+                    "404": refusal("On AWS: ACM Private CA publishes the CRL; the message says where, and what a relying party outside IoT Core must do (fetch it from S3 before its nextUpdate, or ask OCSP)", &["crl_published_by_pca"]),
                     "409": refusal("The CA is not set up", &["ca_not_ready"])
                 })) },
             "/ca/rotate": { "post": {
@@ -2064,16 +2066,18 @@ pub fn openapi_document() -> Value {
                 },
                 "CaOverview": {
                     "type": "object",
-                    "required": ["backend", "current", "previous", "pendingCsr", "canCreateNextCa", "rootKeyLocal"],
+                    "required": ["backend", "current", "previous", "pendingCsr", "canCreateNextCa", "rootKeyLocal", "crls"],
                     "properties": {
                         "backend": { "type": "string", "enum": ["local", "aws"] },
                         "canCreateNextCa": { "type": "boolean", "description": "POST ca/rotate creates the next CA itself (locally, with the root key here); otherwise it names one." },
                         "current": { "oneOf": [schema("Ca"), { "type": "null" }] },
                         "previous": { "type": "array", "items": schema("Ca") },
                         "pendingCsr": { "type": ["string", "null"], "description": "The id (local) or ARN (AWS) of an issuing CA that waits for its certificate." },
-                        "rootKeyLocal": { "type": "boolean", "description": "The same as canCreateNextCa." }
+                        "rootKeyLocal": { "type": "boolean", "description": "The same as canCreateNextCa." },
+                        "crls": { "type": "array", "items": schema("Crl"), "description": "The CRLs the service publishes (locally each issuing CA's, then the root's when its key is here; empty on AWS, where ACM Private CA publishes them)." }
                     }
                 },
+                "Crl": crate::admin_crls::crl_schema(),
                 "RotateRequest": {
                     "type": "object",
                     "additionalProperties": false,

@@ -246,6 +246,22 @@ pub struct CaOverview {
     /// the root key on this machine). On AWS the next CA is created and installed with
     /// `provisioner aws ca create` and `install`, and the rotation names it.
     pub can_create_next_ca: bool,
+    /// The CRLs the service publishes itself: locally each issuing CA's, then the root's
+    /// when its key is local. Empty on AWS (ACM Private CA publishes them).
+    pub crls: Vec<CrlRecord>,
+}
+
+/// One CRL the service publishes, as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlRecord {
+    /// The issuing CA's id, or `root`.
+    pub issuer: String,
+    /// Its thisUpdate and nextUpdate; `None` while it is not written yet.
+    pub this_update: Option<UnixTime>,
+    /// Its nextUpdate, after which relying parties refuse it.
+    pub next_update: Option<UnixTime>,
+    /// How many certificates it lists.
+    pub revoked: u64,
 }
 
 /// A request to rotate the issuing CA.

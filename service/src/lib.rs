@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_crls;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;

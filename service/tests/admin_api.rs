@@ -861,6 +861,35 @@ async fn the_ca_shows_the_current_intermediate_and_its_chain() {
 }
 
 #[tokio::test]
+async fn the_ca_reports_each_crl_with_its_age_and_next_update() {
+    // given a CA whose CRLs were never written
+    let h = harness();
+    let ca = h.get("/admin/api/ca").await.json();
+    let crls = ca["crls"].as_array().unwrap();
+    let issuers: Vec<&str> = crls.iter().map(|c| c["issuer"].as_str().unwrap()).collect();
+    let authority = LocalAuthority::load(&h.data_dir.ca_dir()).unwrap();
+    assert_eq!(issuers, [authority.id(), "root"]);
+    assert!(crls
+        .iter()
+        .all(|c| c["thisUpdate"].is_null() && c["expiresSoon"] == true));
+
+    // when GET ca/crl writes them, and a minute passes
+    assert_eq!(h.get("/admin/api/ca/crl").await.status, StatusCode::OK);
+    h.clock.0.store(NOW + 60, Ordering::SeqCst);
+
+    // then each shows when it was signed, its age and the week it has left
+    let ca = h.get("/admin/api/ca").await.json();
+    for crl in ca["crls"].as_array().unwrap() {
+        assert_eq!(crl["thisUpdate"], "2027-01-15T08:00:00Z", "{crl}");
+        assert_eq!(crl["ageSecs"], 60);
+        assert_eq!(crl["nextUpdate"], "2027-01-22T08:00:00Z");
+        assert_eq!(crl["expiresInSecs"], 7 * 86_400 - 60);
+        assert_eq!(crl["expiresSoon"], false);
+        assert_eq!(crl["revoked"], 0);
+    }
+}
+
+#[tokio::test]
 async fn a_local_rotation_takes_no_target_and_a_malformed_body_is_400() {
     let h = harness();
     let named = h

@@ -710,6 +710,15 @@ async fn ca_overview_crl_and_revocation_through_the_api() {
         body["message"].as_str().unwrap().contains(&bucket),
         "{body}"
     );
+    // (and what a relying party outside IoT Core must do)
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("A relying party outside IoT Core (another broker"),
+        "{body}"
+    );
+    assert_eq!(overview["crls"], json!([]));
 
     // when the first certificate is revoked through the API
     let (status, revoked) = call(

@@ -11,7 +11,9 @@ use provisioner_core::{
 };
 use provisioner_service::local::authority::LocalAuthority;
 use provisioner_service::local::datadir::DataDir;
-use provisioner_service::local::operations::{crl_path, root_crl_path, rotate_ca};
+use provisioner_service::local::operations::{
+    crl_path, root_crl_path, rotate_ca, CRL_LIFETIME_SECS,
+};
 use provisioner_service::local::registry::{CaState, ImportItem, ImportOptions, SqliteRegistry};
 
 const NOW: i64 = 1_800_000_000;
@@ -97,9 +99,11 @@ async fn an_interrupted_rotation_is_resumed_not_repeated_and_revokes_everything_
 
     // then the next run resumes it: the same new CA, every old certificate revoked
     let mut progress = Vec::new();
-    let outcome = rotate_ca(&data_dir, &registry, NOW + 20, |n| progress.push(n))
-        .await
-        .unwrap();
+    let outcome = rotate_ca(&data_dir, &registry, NOW + 20, CRL_LIFETIME_SECS, |n| {
+        progress.push(n)
+    })
+    .await
+    .unwrap();
     assert!(outcome.resumed);
     assert_eq!(
         (outcome.old_ca.as_str(), outcome.new_ca.as_str()),
@@ -134,7 +138,7 @@ async fn an_interrupted_rotation_is_resumed_not_repeated_and_revokes_everything_
     assert_eq!(crl_serial_count(&root_crl_path(&data_dir)), 1);
 
     // and a further run starts a new rotation instead of resuming
-    let next = rotate_ca(&data_dir, &registry, NOW + 30, |_| {})
+    let next = rotate_ca(&data_dir, &registry, NOW + 30, CRL_LIFETIME_SECS, |_| {})
         .await
         .unwrap();
     assert!(!next.resumed);

@@ -12,6 +12,7 @@ use crate::api::{
     ApiError, CaOverview, IssuingCa, Page, Registration, RetriedRegistrations, Rotation, Session,
 };
 use crate::pages::certificates::chain_entries;
+use crate::pages::crls::CrlTable;
 use crate::ui::{
     download, fetched, human_time, short, sleep, Badge, Empty, ErrorMessage, Load, Loading, Pager,
 };
@@ -104,6 +105,7 @@ pub fn CaPage(
                 {current}
                 <h3>"Earlier issuing CAs"</h3>
                 {previous}
+                <CrlTable crls=o.crls.clone() aws=o.is_aws()/>
             }
             .into_any()
         }

@@ -9,10 +9,13 @@ use clap::{Args, Subcommand};
 use provisioner_core::{Clock, SystemClock, UnixTime};
 use provisioner_service::api::rfc3339;
 use provisioner_service::local::authority::{CaInfo, LocalAuthority};
+use provisioner_service::local::crls::published_crls;
+use provisioner_service::local::datadir::DataDir;
 use provisioner_service::local::operations;
 use provisioner_service::local::registry::SqliteRegistry;
 use serde::Serialize;
 
+use super::crl_lifetime::CrlLifetimeArg;
 use crate::Global;
 
 /// `provisioner ca ...`
@@ -40,7 +43,7 @@ pub enum CaCommand {
     ///
     /// Each CRL lists every revocation recorded before it was read; the files are
     /// DATA_DIR/ca/issuing/ID/crl.pem and DATA_DIR/ca/root.crl.pem.
-    Crl,
+    Crl(CrlArgs),
     /// Rotate the issuing CA and revoke, in batches, every certificate the old one issued.
     ///
     /// A new intermediate signed by the local root becomes current at once (a running
@@ -54,6 +57,13 @@ pub enum CaCommand {
     ExportMosquitto(ExportMosquittoArgs),
 }
 
+/// Arguments of `provisioner ca crl`.
+#[derive(Debug, Args)]
+pub struct CrlArgs {
+    #[command(flatten)]
+    crl_lifetime: CrlLifetimeArg,
+}
+
 /// Arguments of `provisioner ca rotate`.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
@@ -63,6 +73,8 @@ pub struct RotateArgs {
     /// The new issuing CA's common name in the CSR.
     #[arg(long, requires = "csr_only")]
     common_name: Option<String>,
+    #[command(flatten)]
+    crl_lifetime: CrlLifetimeArg,
 }
 
 /// Arguments of `provisioner ca export-mosquitto`.
@@ -73,6 +85,8 @@ pub struct ExportMosquittoArgs {
     /// The listener's port on 127.0.0.1.
     #[arg(long, default_value_t = 8883)]
     port: u16,
+    #[command(flatten)]
+    crl_lifetime: CrlLifetimeArg,
 }
 
 /// What `ca rotate` prints.
@@ -102,6 +116,8 @@ pub struct InitArgs {
 pub struct ImportArgs {
     /// The signed certificate (PEM, issuing CA first, then its parents).
     file: PathBuf,
+    #[command(flatten)]
+    crl_lifetime: CrlLifetimeArg,
 }
 
 /// What `ca show` prints.
@@ -119,6 +135,23 @@ struct Show {
     pending_id: Option<String>,
     pending_csr: Option<String>,
     root_key_local: bool,
+    /// Each CRL on disk: when it was signed (and how long ago), when it expires.
+    crls: Vec<ShownCrl>,
+}
+
+/// A CRL as `ca show` prints it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShownCrl {
+    /// The issuing CA's id, or `root`.
+    issuer: String,
+    path: String,
+    /// Null while it has not been written.
+    this_update: Option<String>,
+    age_secs: Option<i64>,
+    next_update: Option<String>,
+    expires_in_secs: Option<i64>,
+    revoked: u64,
 }
 
 /// What `ca init` and `ca import-cert` print.
@@ -203,6 +236,7 @@ impl CaCommand {
                             &registry,
                             old,
                             now(),
+                            args.crl_lifetime.secs,
                             progress_printer(),
                         )
                         .await?;
@@ -243,16 +277,22 @@ impl CaCommand {
                         .as_ref()
                         .map(|p| p.csr_path.display().to_string()),
                     root_key_local: overview.root_key_local,
+                    crls: shown_crls(&global.data_dir, now())?,
                 })?;
             }
             Self::ExportChain => {
                 let authority = LocalAuthority::load(&ca_dir)?;
                 print!("{}", authority.chain_pem());
             }
-            Self::Crl => {
+            Self::Crl(args) => {
                 let registry = open_registry(global)?;
-                let written =
-                    operations::regenerate_crls(&global.data_dir, &registry, now()).await?;
+                let written = operations::regenerate_crls(
+                    &global.data_dir,
+                    &registry,
+                    now(),
+                    args.crl_lifetime.secs,
+                )
+                .await?;
                 for path in &written {
                     eprintln!("wrote {}", path.display());
                 }
@@ -286,6 +326,7 @@ impl CaCommand {
                         &global.data_dir,
                         &registry,
                         now(),
+                        args.crl_lifetime.secs,
                         progress_printer(),
                     )
                     .await?;
@@ -305,6 +346,7 @@ impl CaCommand {
                     &args.dir,
                     args.port,
                     now(),
+                    args.crl_lifetime.secs,
                 )
                 .await?;
                 eprintln!("run: mosquitto -c {}", export.config.display());
@@ -316,6 +358,22 @@ impl CaCommand {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The CRLs on disk, with their age and time left at `now`.
+fn shown_crls(data_dir: &DataDir, now: UnixTime) -> anyhow::Result<Vec<ShownCrl>> {
+    Ok(published_crls(data_dir)?
+        .into_iter()
+        .map(|crl| ShownCrl {
+            issuer: crl.issuer,
+            path: crl.path.display().to_string(),
+            this_update: crl.dates.map(|d| rfc3339(d.this_update)),
+            age_secs: crl.dates.map(|d| now - d.this_update),
+            next_update: crl.dates.map(|d| rfc3339(d.next_update)),
+            expires_in_secs: crl.dates.map(|d| d.next_update - now),
+            revoked: crl.dates.map_or(0, |d| d.revoked),
+        })
+        .collect())
 }
 
 fn open_registry(global: &Global) -> anyhow::Result<SqliteRegistry> {

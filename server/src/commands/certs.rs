@@ -81,6 +81,8 @@ pub struct RevokeArgs {
     /// alreadyRevoked.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    crl_lifetime: super::crl_lifetime::CrlLifetimeArg,
 }
 
 fn parse_reason(name: &str) -> Result<RevocationReason, String> {
@@ -212,7 +214,7 @@ async fn revoke(
     if !revocation.already_revoked {
         // Brokers learn of it through the CRL: regenerate it now, after the commit. The
         // revocation stands even if this fails; the operator is told how to finish.
-        match operations::regenerate_crls(data_dir, registry, now).await {
+        match operations::regenerate_crls(data_dir, registry, now, args.crl_lifetime.secs).await {
             Ok(paths) => {
                 for path in paths {
                     eprintln!("wrote {}", path.display());

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod aws;
 pub mod ca;
 pub mod certs;
+pub mod crl_lifetime;
+pub mod crl_upkeep;
 pub mod csr;
 pub mod device;
 pub mod import;

@@ -119,6 +119,8 @@ pub struct ServeArgs {
     /// CA for 30 s). Lower it only when nothing else issues from the same tables.
     #[arg(long, env = "PROVISIONER_ROTATION_SETTLE_SECS", default_value_t = 45)]
     rotation_settle_secs: u64,
+    #[command(flatten)]
+    crls: super::crl_upkeep::CrlUpkeepArgs,
 }
 
 impl ServeArgs {
@@ -127,6 +129,7 @@ impl ServeArgs {
         // A wrong JWT or sign-in setting stops us before anything listens or is created.
         let jwt = self.admin_jwt_validator()?;
         let sign_in = self.hosted_sign_in()?;
+        self.crls.check()?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
@@ -148,7 +151,13 @@ impl ServeArgs {
 
         let settings = self.flow_settings();
         let ports = LocalAdapters::open(data_dir)?;
-        let fleet = LocalFleet::new(ports.registry.clone(), data_dir.clone());
+        let crl_writer = self.crls.writer();
+        let fleet = LocalFleet::new(ports.registry.clone(), data_dir.clone())
+            .with_crl_writer(crl_writer.clone());
+        let _crl_refresher = self
+            .crls
+            .start(data_dir, &ports.registry, crl_writer, say)
+            .await?;
         let admin = admin_context(Arc::new(fleet), jwt, sign_in)
             .with_token_file(data_dir.admin_token_path());
         let url_key = data_dir.url_signing_key()?.bytes;

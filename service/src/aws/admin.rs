@@ -231,6 +231,7 @@ impl AwsFleet {
                 previous: Vec::new(),
                 pending: None,
                 can_create_next_ca: false,
+                crls: Vec::new(),
             });
         }
         let store = self.ca.store();
@@ -293,6 +294,7 @@ impl AwsFleet {
             previous,
             pending: store.pending().await.map_err(ca_error)?,
             can_create_next_ca: false,
+            crls: Vec::new(),
         })
     }
 
@@ -304,7 +306,8 @@ impl AwsFleet {
         let Some(sdk) = &self.pca else {
             return not_supported(
                 "in issuance mode iot-core, certificates are revoked in IoT Core only: there \
-                 is no CRL"
+                 is no CRL. A relying party outside IoT Core reads a certificate's status from \
+                 IoT Core (aws iot describe-certificate) instead"
                     .into(),
             );
         };
@@ -323,10 +326,16 @@ impl AwsFleet {
             .certificate_authority_arn(&arn)
             .send()
             .await;
-        let crl = match &described {
-            Ok(output) => output
+        let revocation = described.as_ref().ok().and_then(|output| {
+            output
                 .certificate_authority()
                 .and_then(|ca| ca.revocation_configuration())
+        });
+        let ocsp = revocation
+            .and_then(|r| r.ocsp_configuration())
+            .filter(|o| o.enabled());
+        let crl = match &described {
+            Ok(_) => revocation
                 .and_then(|r| r.crl_configuration())
                 .filter(|c| c.enabled()),
             Err(error) => {
@@ -360,7 +369,10 @@ impl AwsFleet {
                  --revocation-configuration ...) and read it from the S3 bucket it names"
             ),
         };
-        not_supported(message)
+        not_supported(format!(
+            "{message}. {}",
+            relying_party_advice(ocsp.is_some())
+        ))
     }
 
     async fn begin(&self, request: RotationRequest) -> Result<RotationStatus, FleetError> {
@@ -756,6 +768,26 @@ impl FleetAdmin for AwsFleet {
             })
         })
     }
+}
+
+/// What a relying party outside IoT Core must do about revocation on AWS, for the
+/// answer of `GET ca/crl`. IoT Core itself needs nothing: it refuses a certificate by its
+/// status, which the service sets in every region when it revokes.
+fn relying_party_advice(ocsp_enabled: bool) -> String {
+    let ocsp = if ocsp_enabled {
+        "or ask the CA's OCSP responder (the URL in each certificate's Authority Information \
+         Access; it may take up to 60 minutes to reflect a revocation)"
+    } else {
+        "or enable OCSP on the CA (its revocation configuration) for certificates issued \
+         from then on"
+    };
+    format!(
+        "IoT Core does not read this CRL: it refuses a revoked certificate by its status, \
+         which the service sets in every region. A relying party outside IoT Core (another \
+         broker, a server checking device certificates) must itself fetch the CRL (DER) from \
+         the URL in the certificate's CRL Distribution Points and refresh it before its \
+         nextUpdate (ACM Private CA updates it about 30 minutes after a revocation), {ocsp}"
+    )
 }
 
 #[cfg(test)]

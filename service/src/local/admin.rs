@@ -9,12 +9,14 @@ use provisioner_core::{
 };
 
 use crate::fleet::{
-    AuditQuery, CaOverview, CertificateQuery, CrlDocument, DeviceQuery, DeviceRecord, FleetAdmin,
-    FleetError, FleetFuture, HourlyDecisions, IssuingCaRecord, Listed, LoggedEvent, ManifestUpload,
-    RegistrationRecord, RetriedRegistrations, RevokedCertificate, RotationRequest, RotationStatus,
+    AuditQuery, CaOverview, CertificateQuery, CrlDocument, CrlRecord, DeviceQuery, DeviceRecord,
+    FleetAdmin, FleetError, FleetFuture, HourlyDecisions, IssuingCaRecord, Listed, LoggedEvent,
+    ManifestUpload, RegistrationRecord, RetriedRegistrations, RevokedCertificate, RotationRequest,
+    RotationStatus,
 };
 use crate::import::{ImportItem, ImportSummary};
 use crate::local::authority::{AuthorityError, CaInfo, LocalAuthority};
+use crate::local::crls::{published_crls, CrlWriter};
 use crate::local::datadir::DataDir;
 use crate::local::operations;
 use crate::local::registry::{
@@ -28,8 +30,8 @@ pub struct LocalFleet {
     data_dir: DataDir,
     /// The rotation started through the API by this process, as far as it got.
     rotation: Arc<Mutex<Option<RotationStatus>>>,
-    /// CRLs are written to fixed file names: one regeneration at a time.
-    crl_lock: tokio::sync::Mutex<()>,
+    /// Writes the CRLs with the configured lifetime, one regeneration at a time.
+    crl_writer: CrlWriter,
     clock: Arc<dyn Clock>,
 }
 
@@ -48,7 +50,7 @@ impl LocalFleet {
             registry,
             data_dir,
             rotation: Arc::new(Mutex::new(None)),
-            crl_lock: tokio::sync::Mutex::new(()),
+            crl_writer: CrlWriter::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -60,14 +62,24 @@ impl LocalFleet {
         self
     }
 
+    /// The same with CRLs written by `writer` (its lifetime; shared with `serve`'s
+    /// refresher so the two take turns).
+    #[must_use]
+    pub fn with_crl_writer(mut self, writer: CrlWriter) -> Self {
+        self.crl_writer = writer;
+        self
+    }
+
     async fn regenerate_crls(&self, now: UnixTime) -> Result<(), LocalError> {
-        let _one_at_a_time = self.crl_lock.lock().await;
-        operations::regenerate_crls(&self.data_dir, &self.registry, now).await?;
+        self.crl_writer
+            .regenerate(&self.data_dir, &self.registry, now)
+            .await?;
         Ok(())
     }
 
     async fn ca_overview(&self) -> Result<CaOverview, FleetError> {
         let recorded = self.registry.cas().await?;
+        let data_dir = self.data_dir.clone();
         let ca_dir = self.data_dir.ca_dir();
         blocking(move || {
             let overview = LocalAuthority::overview(&ca_dir)?;
@@ -92,6 +104,7 @@ impl LocalFleet {
                 previous,
                 pending: overview.pending.map(|p| p.id),
                 can_create_next_ca: overview.root_key_local,
+                crls: crl_records(&data_dir)?,
             })
         })
         .await
@@ -145,6 +158,7 @@ impl LocalFleet {
             self.rotation.clone(),
             self.clock.clone(),
             now,
+            self.crl_writer.lifetime_secs(),
         ));
         // A panic in the rotation must not leave it "running" forever.
         let progress = self.rotation.clone();
@@ -229,8 +243,9 @@ async fn run_rotation(
     progress: Arc<Mutex<Option<RotationStatus>>>,
     clock: Arc<dyn Clock>,
     now: UnixTime,
+    crl_lifetime_secs: i64,
 ) {
-    let result = operations::rotate_ca(&data_dir, &registry, now, |revoked| {
+    let result = operations::rotate_ca(&data_dir, &registry, now, crl_lifetime_secs, |revoked| {
         update(&progress, |p| p.revoked = revoked);
     })
     .await;
@@ -263,6 +278,19 @@ async fn run_rotation(
             });
         }
     }
+}
+
+/// The CRLs on disk as the admin API shows them.
+fn crl_records(data_dir: &DataDir) -> Result<Vec<CrlRecord>, LocalError> {
+    Ok(published_crls(data_dir)?
+        .into_iter()
+        .map(|crl| CrlRecord {
+            issuer: crl.issuer,
+            this_update: crl.dates.map(|d| d.this_update),
+            next_update: crl.dates.map(|d| d.next_update),
+            revoked: crl.dates.map_or(0, |d| d.revoked),
+        })
+        .collect())
 }
 
 fn ca_record(info: CaInfo, state: CaState, revoked_at: Option<UnixTime>) -> IssuingCaRecord {

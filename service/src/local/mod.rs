@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod authority;
+pub mod crl_refresh;
+pub mod crls;
 pub mod datadir;
 pub mod operations;
 pub mod registry;

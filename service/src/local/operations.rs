@@ -13,7 +13,8 @@ use super::datadir::{write_public_replacing as write_public, write_secret_replac
 use super::registry::{CaState, RotationJob, SqliteRegistry};
 use super::LocalError;
 
-/// How long a CRL stays current; brokers need a fresh one before then.
+/// How long a CRL stays current by default (`--crl-lifetime`); brokers need a fresh one
+/// before then, which `serve` writes at half this lifetime ([`super::crl_refresh`]).
 pub const CRL_LIFETIME_SECS: i64 = 7 * 24 * 60 * 60;
 
 /// How many certificates one commit of the rotation cascade revokes.
@@ -74,7 +75,8 @@ pub async fn record_current_ca(
 }
 
 /// Writes a fresh CRL for every issuing CA (and the root's, when its key is local),
-/// each listing every revocation recorded before it was read. Returns the files written.
+/// each listing every revocation recorded before it was read and valid for
+/// `lifetime_secs` from `now` (its nextUpdate). Returns the files written.
 ///
 /// # Errors
 /// When a CA cannot be loaded or signing or writing fails.
@@ -82,6 +84,7 @@ pub async fn regenerate_crls(
     data_dir: &DataDir,
     registry: &SqliteRegistry,
     now: UnixTime,
+    lifetime_secs: i64,
 ) -> Result<Vec<PathBuf>, LocalError> {
     let ca_dir = data_dir.ca_dir();
     let mut written = Vec::new();
@@ -97,7 +100,7 @@ pub async fn regenerate_crls(
                 reason: r.reason,
             })
             .collect();
-        let pem = authority.crl_pem(&entries, now, CRL_LIFETIME_SECS)?;
+        let pem = authority.crl_pem(&entries, now, lifetime_secs)?;
         let path = crl_path(data_dir, &id);
         write_public(&path, pem.as_bytes())?;
         written.push(path);
@@ -117,7 +120,7 @@ pub async fn regenerate_crls(
             }
         }
         let pem =
-            LocalAuthority::root_crl_pem(&ca_dir, &revoked_intermediates, now, CRL_LIFETIME_SECS)?;
+            LocalAuthority::root_crl_pem(&ca_dir, &revoked_intermediates, now, lifetime_secs)?;
         let path = root_crl_path(data_dir);
         write_public(&path, pem.as_bytes())?;
         written.push(path);
@@ -142,7 +145,7 @@ pub struct RotationOutcome {
 /// becomes current at once (the running service picks it up on its next issuance), the
 /// old intermediate is revoked on the root's CRL, and every certificate it issued that is
 /// not yet revoked is revoked (reason superseded: the device comes back through `/new`).
-/// Then every CRL is regenerated.
+/// Then every CRL is regenerated, valid for `crl_lifetime_secs`.
 ///
 /// Resumable: an interrupted rotation is finished by the next call instead of starting
 /// another. `progress` is called after each committed batch with the running total.
@@ -154,6 +157,7 @@ pub async fn rotate_ca(
     data_dir: &DataDir,
     registry: &SqliteRegistry,
     now: UnixTime,
+    crl_lifetime_secs: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<RotationOutcome, LocalError> {
     let ca_dir = data_dir.ca_dir();
@@ -167,7 +171,13 @@ pub async fn rotate_ca(
             switch_recorded_ca(registry, &report.old_id, &report.new_id, now).await?
         }
     };
-    finish_cascade(data_dir, registry, job, resumed, now, &mut progress).await
+    let finishing = Cascade {
+        job,
+        resumed,
+        now,
+        crl_lifetime_secs,
+    };
+    finish_cascade(data_dir, registry, finishing, &mut progress).await
 }
 
 /// After a new intermediate was installed by other means (`ca import-cert` after a
@@ -180,22 +190,41 @@ pub async fn complete_rotation(
     registry: &SqliteRegistry,
     old_id: &str,
     now: UnixTime,
+    crl_lifetime_secs: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<RotationOutcome, LocalError> {
     let new_id = LocalAuthority::load(&data_dir.ca_dir())?.id().to_owned();
     let job = switch_recorded_ca(registry, old_id, &new_id, now).await?;
-    finish_cascade(data_dir, registry, job, false, now, &mut progress).await
+    let finishing = Cascade {
+        job,
+        resumed: false,
+        now,
+        crl_lifetime_secs,
+    };
+    finish_cascade(data_dir, registry, finishing, &mut progress).await
+}
+
+/// A rotation job to finish, and how.
+struct Cascade {
+    job: RotationJob,
+    resumed: bool,
+    now: UnixTime,
+    crl_lifetime_secs: i64,
 }
 
 /// Revokes what the old CA issued, closes the job, and regenerates every CRL.
 async fn finish_cascade(
     data_dir: &DataDir,
     registry: &SqliteRegistry,
-    job: RotationJob,
-    resumed: bool,
-    now: UnixTime,
+    finishing: Cascade,
     progress: &mut impl FnMut(u64),
 ) -> Result<RotationOutcome, LocalError> {
+    let Cascade {
+        job,
+        resumed,
+        now,
+        crl_lifetime_secs,
+    } = finishing;
     record_ca_states(data_dir, registry, &job, now).await?;
     cascade(
         registry,
@@ -207,7 +236,7 @@ async fn finish_cascade(
     )
     .await?;
     let finished = registry.finish_rotation(job.id, now).await?;
-    regenerate_crls(data_dir, registry, now).await?;
+    regenerate_crls(data_dir, registry, now, crl_lifetime_secs).await?;
     Ok(RotationOutcome {
         old_ca: finished.old_ca,
         new_ca: finished.new_ca,
@@ -292,28 +321,19 @@ pub async fn export_mosquitto(
     out: &Path,
     port: u16,
     now: UnixTime,
+    crl_lifetime_secs: i64,
 ) -> Result<MosquittoExport, LocalError> {
     fs::create_dir_all(out)?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o755))?;
     // Absolute paths in the configuration, so mosquitto can be started from anywhere.
     let out = &fs::canonicalize(out)?;
-    let crls = regenerate_crls(data_dir, registry, now).await?;
-    let ca_dir = data_dir.ca_dir();
-    let current = LocalAuthority::load(&ca_dir)?;
-
-    let mut ca_pem = fs::read_to_string(ca_dir.join("root.pem")).unwrap_or_default();
-    for id in issuing_ca_ids(data_dir)? {
-        ca_pem.push_str(LocalAuthority::load_id(&ca_dir, &id)?.certificate_pem());
-    }
-    let mut crl_pem = String::new();
-    for path in &crls {
-        crl_pem.push_str(&fs::read_to_string(path)?);
-    }
+    regenerate_crls(data_dir, registry, now, crl_lifetime_secs).await?;
+    let current = LocalAuthority::load(&data_dir.ca_dir())?;
+    let bundles = BrokerBundles::read(data_dir)?;
     let server = current.server_certificate(&["127.0.0.1", "localhost"], now)?;
     let server_chain = format!("{}{}", server.certificate_pem, current.chain_pem());
 
-    write_public(&out.join("ca.pem"), ca_pem.as_bytes())?;
-    write_public(&out.join("crl.pem"), crl_pem.as_bytes())?;
+    bundles.write_changed(out)?;
     write_public(&out.join("server.pem"), server_chain.as_bytes())?;
     write_public(&out.join("acl"), b"pattern readwrite dt/%u/#\n")?;
     let key_path = out.join("server.key");
@@ -344,6 +364,63 @@ pub async fn export_mosquitto(
     );
     write_public(&config, text.as_bytes())?;
     Ok(MosquittoExport { config, port })
+}
+
+/// What a broker trusts and checks, as files of the export: `ca.pem` (the root, then
+/// every issuing CA) and `crl.pem` (the CRL of each: mosquitto refuses every client when
+/// a CA in `cafile` has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerBundles {
+    /// `ca.pem`.
+    pub ca_pem: String,
+    /// `crl.pem`.
+    pub crl_pem: String,
+}
+
+impl BrokerBundles {
+    /// The bundles from the data directory's CA and CRL files as they are now (a CRL
+    /// not written yet is left out).
+    ///
+    /// # Errors
+    /// When the CA cannot be loaded or a file read.
+    pub fn read(data_dir: &DataDir) -> Result<Self, LocalError> {
+        let ca_dir = data_dir.ca_dir();
+        let mut ca_pem = fs::read_to_string(ca_dir.join("root.pem")).unwrap_or_default();
+        let mut crl_pem = String::new();
+        for id in issuing_ca_ids(data_dir)? {
+            ca_pem.push_str(LocalAuthority::load_id(&ca_dir, &id)?.certificate_pem());
+            crl_pem.push_str(&read_if_present(&crl_path(data_dir, &id))?);
+        }
+        if LocalAuthority::overview(&ca_dir)?.root_key_local {
+            crl_pem.push_str(&read_if_present(&root_crl_path(data_dir))?);
+        }
+        Ok(Self { ca_pem, crl_pem })
+    }
+
+    /// Writes `ca.pem` and `crl.pem` into `dir` where they differ from what is there
+    /// (each atomically: a broker starting meanwhile reads the old file or the new one).
+    /// Returns whether anything changed.
+    ///
+    /// # Errors
+    /// When a file cannot be read or written.
+    pub fn write_changed(&self, dir: &Path) -> Result<bool, LocalError> {
+        let mut changed = false;
+        for (name, text) in [("ca.pem", &self.ca_pem), ("crl.pem", &self.crl_pem)] {
+            let path = dir.join(name);
+            if read_if_present(&path)? != *text {
+                write_public(&path, text.as_bytes())?;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+fn read_if_present(path: &Path) -> io::Result<String> {
+    match fs::read_to_string(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        other => other,
+    }
 }
 
 /// The name of the user owning `path` (whoever ran the export), from /etc/passwd.
