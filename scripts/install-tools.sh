@@ -4,16 +4,18 @@
 #   bash scripts/install-tools.sh [SET]  # then: source scripts/env.sh
 #   source scripts/install-tools.sh [SET] # runs in a child bash, then sources env.sh
 #
-#   serve   what the run command needs to build the dashboard: the wasm32 target, the
-#           wasm-bindgen CLI (Cargo.lock's version), wasm-opt (npm's binaryen)
-#   test    (the default) serve's, plus what scripts/test.sh needs: rustfmt, clippy,
-#           Chromium, cargo-fuzz, moto, dynalite, mosquitto, cfn-lint and the SAM CLI
+#   serve   what the run command needs to build the dashboard: the wasm32 target,
+#           ui-bindgen (tools/ui-bindgen: wasm-bindgen as a library, Cargo.lock's
+#           version), wasm-opt (npm's binaryen)
+#   test    (the default) serve's, plus what scripts/test.sh needs: rustfmt, clippy, the
+#           wasm-bindgen CLI (its test runner; build-wasm.sh), Chromium, cargo-fuzz, moto,
+#           dynalite, mosquitto, cfn-lint and the SAM CLI
 #   deploy  cargo lambda and zig (scripts/build-lambdas.sh, release-lambdas.sh)
 #   dev     Trunk, for `trunk serve` while working on the dashboard (Trunk.toml)
 #   all     every set
 #
 # Cache root: $PROVISIONER_CACHE (default $HOME/.cache/provisioner)
-#   bin/            cargo install --root (wasm-bindgen, cargo-fuzz, trunk)
+#   bin/            cargo install --root (ui-bindgen, wasm-bindgen, cargo-fuzz, trunk)
 #   node/           npm install --prefix (binaryen -> node_modules/.bin/wasm-opt)
 #   install-target/ CARGO_TARGET_DIR for the cargo installs (reused between installs)
 # Each tool prints one line: "tool <name> <version>: cached" or "...: installed in Ns".
@@ -126,6 +128,10 @@ cargo_install() {
   [[ -n $version ]] && args+=(--version "$version")
   (cd "$PROVISIONER_CACHE" && cargo "${args[@]}")
 }
+# cargo_install_path DIR: a tool of this repository (its own Cargo.lock, so --locked)
+cargo_install_path() {
+  (cd "$PROVISIONER_CACHE" && cargo install --path "$ROOT/$1" --root "$PROVISIONER_CACHE" --force --locked)
+}
 # cargo-fuzz: --locked first; its lock file has not always built, so retry without.
 cargo_install_locked_or_not() {
   local crate=$1 version=$2
@@ -233,8 +239,12 @@ if in_set serve test; then
   ensure wasm32-unknown-unknown any "has_target wasm32-unknown-unknown" \
     rustup target add wasm32-unknown-unknown
   WASM_BINDGEN_VERSION=$(wasm_bindgen_version)
-  # No --locked: with it wasm-bindgen-cli fails on a missing dependency version.
-  ensure_cargo wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
+  # ui-bindgen's version is the wasm-bindgen it embeds (tools/ui-bindgen/Cargo.toml).
+  UI_BINDGEN_VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/tools/ui-bindgen/Cargo.toml")
+  [[ $UI_BINDGEN_VERSION == "$WASM_BINDGEN_VERSION" ]] \
+    || die "tools/ui-bindgen is at wasm-bindgen $UI_BINDGEN_VERSION, Cargo.lock at $WASM_BINDGEN_VERSION: set both versions in tools/ui-bindgen/Cargo.toml to $WASM_BINDGEN_VERSION (and cargo update there)"
+  ensure ui-bindgen "$WASM_BINDGEN_VERSION" "cargo_bin_version ui-bindgen --version" \
+    cargo_install_path tools/ui-bindgen
   # wasm-opt from npm's binaryen, never Debian's binaryen (v108 corrupts wasm-bindgen output).
   ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
 fi
@@ -243,6 +253,9 @@ fi
 if in_set test; then
   ensure rustfmt any "has_component rustfmt" rustup component add rustfmt
   ensure clippy  any "has_component clippy"  rustup component add clippy
+  # The CLI: wasm-bindgen-test-runner (cargo test --target wasm32) and build-wasm.sh.
+  # No --locked: with it wasm-bindgen-cli fails on a missing dependency version.
+  ensure_cargo wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
   ensure_apt chromium chromium chromium-driver
   ensure_cargo cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz --locked-or-not
   # dynalite: a stricter DynamoDB stand-in (scripts/bench-import-dynalite.sh), in memory.

@@ -31,10 +31,10 @@ stop_ui() {
   fi
 }
 if stale; then
-  echo "serve: the dashboard is missing or older than its sources; building it (scripts/build-ui.sh) while the server builds"
+  echo "serve: the dashboard is missing or older than its sources; building it (scripts/build-ui.sh) while the server builds" >&2
   # Different cargo profiles (wasm-release, release): the two builds never wait on each
   # other's lock, and the 2 cores stay busy through the server's serial link and LTO.
-  setsid bash -c 'set -o pipefail; bash "$1" 2>&1 | sed -u "s/^/[dashboard] /"' _ "$ROOT/scripts/build-ui.sh" &
+  setsid bash -c 'set -o pipefail; bash "$1" 2>&1 | sed -u "s/^/[dashboard] /" >&2' _ "$ROOT/scripts/build-ui.sh" &
   UI_PID=$!
   trap stop_ui EXIT
   trap 'exit 130' INT TERM
