@@ -11,7 +11,8 @@
 #           wasm-bindgen CLI (its test runner; build-wasm.sh), Chromium, cargo-fuzz, moto,
 #           dynalite, mosquitto, cfn-lint and the SAM CLI
 #   deploy  cargo lambda and zig (scripts/build-lambdas.sh, release-lambdas.sh)
-#   dev     Trunk, for `trunk serve` while working on the dashboard (Trunk.toml)
+#   dev     serve's, plus Trunk and the wasm-bindgen CLI it runs, for `trunk serve` while
+#           working on the dashboard (Trunk.toml)
 #   all     every set
 #
 # Cache root: $PROVISIONER_CACHE (default $HOME/.cache/provisioner)
@@ -234,8 +235,8 @@ cd "$ROOT"   # rustup acts on the toolchain active for the project
 
 WASM_OPT="$PROVISIONER_CACHE/node/node_modules/.bin/wasm-opt"
 
-# --- serve (and test): the dashboard's build (scripts/build-ui.sh) ----------------------
-if in_set serve test; then
+# --- serve (and test, dev): the dashboard's build (scripts/build-ui.sh) -----------------
+if in_set serve test dev; then
   ensure wasm32-unknown-unknown any "has_target wasm32-unknown-unknown" \
     rustup target add wasm32-unknown-unknown
   WASM_BINDGEN_VERSION=$(wasm_bindgen_version)
@@ -249,13 +250,17 @@ if in_set serve test; then
   ensure_npm wasm-opt binaryen "$BINARYEN_NPM_VERSION" "\"$WASM_OPT\" --version"
 fi
 
+# --- test and dev: the wasm-bindgen CLI ---------------------------------------------------
+# wasm-bindgen-test-runner (cargo test --target wasm32), build-wasm.sh, and Trunk.
+# No --locked: with it wasm-bindgen-cli fails on a missing dependency version.
+if in_set test dev; then
+  ensure_cargo wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
+fi
+
 # --- test: everything else scripts/test.sh runs ---------------------------------------
 if in_set test; then
   ensure rustfmt any "has_component rustfmt" rustup component add rustfmt
   ensure clippy  any "has_component clippy"  rustup component add clippy
-  # The CLI: wasm-bindgen-test-runner (cargo test --target wasm32) and build-wasm.sh.
-  # No --locked: with it wasm-bindgen-cli fails on a missing dependency version.
-  ensure_cargo wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
   ensure_apt chromium chromium chromium-driver
   ensure_cargo cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz --locked-or-not
   # dynalite: a stricter DynamoDB stand-in (scripts/bench-import-dynalite.sh), in memory.
