@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds the Lambda binaries (crate lambdas/, provisioner-lambdas) with cargo lambda:
 #
-#   bash scripts/build-lambdas.sh            # x86_64 (the test suite's build)
+#   bash scripts/build-lambdas.sh            # x86_64
 #   bash scripts/build-lambdas.sh --arm64    # Graviton (aarch64)
 #
-# cargo lambda (from $PROVISIONER_CACHE/lambda-venv, scripts/install-tools.sh) links with
-# zig against the glibc of Lambda's provided.al2023 runtime. Each binary lands in
+# cargo lambda (from $PROVISIONER_CACHE/lambda-venv: `bash scripts/install-tools.sh deploy`)
+# links with zig against the glibc of Lambda's provided.al2023 runtime. Each binary lands in
 # <repo>/target/lambda/<name>/bootstrap, whatever CARGO_TARGET_DIR says, since the SAM
 # template's CodeUri is ../target/lambda/<name>/; the script prints each one's size.
 #
-# The admin API's function also carries the dashboard: admin-ui/dist (Trunk's output,
-# `bash scripts/build-ui.sh`) is copied to target/lambda/admin-api/dashboard/, which the
+# The admin API's function also carries the dashboard: admin-ui/dist
+# (`bash scripts/build-ui.sh`) is copied to target/lambda/admin-api/dashboard/, which the
 # function serves at / (PROVISIONER_DASHBOARD_DIR defaults to `dashboard` beside
 # bootstrap). Without a built dashboard (no admin-ui/dist/index.html) the directory is
 # left out, the script says so, and the deployed function answers / with the placeholder
@@ -32,7 +32,7 @@ esac
 
 LAMBDA_VENV="$PROVISIONER_CACHE/lambda-venv"
 [[ -x $LAMBDA_VENV/bin/cargo-lambda ]] \
-  || die "$LAMBDA_VENV/bin/cargo-lambda not found: run bash scripts/install-tools.sh"
+  || die "$LAMBDA_VENV/bin/cargo-lambda not found: run bash scripts/install-tools.sh deploy"
 # cargo-lambda finds zig through the venv's python (pip package ziglang).
 export PATH="$LAMBDA_VENV/bin:$PATH"
 
@@ -55,7 +55,7 @@ rm -rf "$DASHBOARD"
 if [[ -f $DIST/index.html ]]; then
   mkdir -p "$DASHBOARD"
   cp -R "$DIST/." "$DASHBOARD/"
-  # Trunk's hidden staging directory is not part of the build.
+  # Hidden files (a build's staging directory) are not part of the build.
   find "$DASHBOARD" -mindepth 1 -name '.*' -prune -exec rm -rf {} +
   printf 'lambda %-12s dashboard/ %s files, %s bytes\n' admin-api \
     "$(find "$DASHBOARD" -type f | wc -l)" "$(du -sb "$DASHBOARD" | cut -f1)"
