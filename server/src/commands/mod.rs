@@ -6,6 +6,7 @@ pub mod ca;
 pub mod certs;
 pub mod csr;
 pub mod device;
+pub mod devices;
 pub mod import;
 pub mod serve;
 
