@@ -560,7 +560,12 @@ async fn the_operator_cuts_a_stolen_device_off_with_the_cli_alone() {
         )
     };
     let certificate_id = (0..8)
-        .map(|_| ok_json(&provision())["certificateId"].as_str().unwrap().to_owned())
+        .map(|_| {
+            ok_json(&provision())["certificateId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .find(|_| revocable_on_moto(dir, &format!("out/{device}.cert.pem")))
         .expect("a serial moto can revoke within 8 certificates");
 
@@ -568,7 +573,15 @@ async fn the_operator_cuts_a_stolen_device_off_with_the_cli_alone() {
     let disabled = provisioner(
         dir,
         &prefix,
-        &["devices", "disable", device, "--revoke", "--backend", "aws", "--json"],
+        &[
+            "devices",
+            "disable",
+            device,
+            "--revoke",
+            "--backend",
+            "aws",
+            "--json",
+        ],
     );
 
     // then it is disabled and its certificate revoked for keyCompromise everywhere
@@ -587,8 +600,10 @@ async fn the_operator_cuts_a_stolen_device_off_with_the_cli_alone() {
         .unwrap();
     assert_eq!(record.status, CertificateStatus::Revoked);
     let (at_pca, in_iot) = moto_state(&arn, &certificate_id).await;
-    let compromised: Vec<&(String, String)> =
-        at_pca.iter().filter(|(_, r)| r == "KEY_COMPROMISE").collect();
+    let compromised: Vec<&(String, String)> = at_pca
+        .iter()
+        .filter(|(_, r)| r == "KEY_COMPROMISE")
+        .collect();
     assert_eq!(compromised.len(), 1, "{at_pca:?}");
     assert_eq!(
         in_iot,

@@ -116,7 +116,13 @@ fn provision(url: &str, fleet: &Fleet, id: &str, out: &Path) -> Output {
 /// `certs list --device ID --json`.
 fn certs(data: &str, device: &str) -> Vec<Value> {
     let out = provisioner(&[
-        "certs", "list", "--device", device, "--json", "--data-dir", data,
+        "certs",
+        "list",
+        "--device",
+        device,
+        "--json",
+        "--data-dir",
+        data,
     ]);
     assert_exit(&out, 0);
     json(&out).as_array().unwrap().clone()
@@ -225,7 +231,10 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
         0,
     );
     let id = &fleet.ids[0];
-    assert_exit(&provision(&served.url, &fleet, id, &tmp.path().join("d")), 0);
+    assert_exit(
+        &provision(&served.url, &fleet, id, &tmp.path().join("d")),
+        0,
+    );
     drop(served);
 
     // when it is disabled without --revoke: it says so, and the certificate stays ACTIVE
@@ -239,14 +248,23 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
 
     // and with --revoke and a reason, in words: the certificate, with the reason
     let revoked = devices(
-        &["disable", id, "--revoke", "--reason", "cessationOfOperation"],
+        &[
+            "disable",
+            id,
+            "--revoke",
+            "--reason",
+            "cessationOfOperation",
+        ],
         data,
     );
     assert_exit(&revoked, 0);
     let text = String::from_utf8_lossy(&revoked.stdout).into_owned();
     assert!(text.contains("revoked certificate"), "{text}");
     assert!(text.contains("cessationOfOperation"), "{text}");
-    assert_eq!(certs(data, id)[0]["revocationReason"], "cessationOfOperation");
+    assert_eq!(
+        certs(data, id)[0]["revocationReason"],
+        "cessationOfOperation"
+    );
 
     // then an unknown device is a JSON error, a reason without --revoke or an unknown
     // reason a usage error

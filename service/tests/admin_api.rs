@@ -695,7 +695,10 @@ async fn disabling_with_revoke_cuts_a_device_off_and_revokes_only_its_active_cer
     assert_eq!(revoked.len(), 1, "{body}");
     assert_eq!(revoked[0]["certificate"]["certificateId"], current.as_str());
     assert_eq!(revoked[0]["certificate"]["status"], "REVOKED");
-    assert_eq!(revoked[0]["certificate"]["revocationReason"], "keyCompromise");
+    assert_eq!(
+        revoked[0]["certificate"]["revocationReason"],
+        "keyCompromise"
+    );
     assert_eq!(revoked[0]["alreadyRevoked"], false);
     assert_eq!(revoked[0]["propagated"], true);
     assert_eq!(revoked[0]["crlRegenerated"], true);
@@ -731,7 +734,8 @@ async fn disabling_with_revoke_cuts_a_device_off_and_revokes_only_its_active_cer
     assert_eq!(again["revokedCertificates"], json!([]));
 
     // and enabled again, the device provisions a new certificate
-    h.post("/admin/api/devices/dev-1/enable", Body::empty()).await;
+    h.post("/admin/api/devices/dev-1/enable", Body::empty())
+        .await;
     let fresh = h.provision(device).await.unwrap();
     assert_eq!(h.certificate(&fresh).await["status"], "ACTIVE");
 }
@@ -767,7 +771,10 @@ async fn disabling_without_revoke_leaves_certificates_and_a_bad_body_is_400() {
             "{body}: {message}"
         );
     }
-    assert_eq!(h.get("/admin/api/devices/dev-1").await.json()["enabled"], true);
+    assert_eq!(
+        h.get("/admin/api/devices/dev-1").await.json()["enabled"],
+        true
+    );
 
     // when disabled without a body, or with {"revoke": false}
     for body in ["", r#"{"revoke": false}"#] {

@@ -830,7 +830,10 @@ async fn disabling_with_revoke_revokes_at_acm_pca_and_in_iot_core_in_every_regio
         revoked[0]["certificate"]["certificateId"],
         stolen.certificate_id.as_str()
     );
-    assert_eq!(revoked[0]["certificate"]["revocationReason"], "keyCompromise");
+    assert_eq!(
+        revoked[0]["certificate"]["revocationReason"],
+        "keyCompromise"
+    );
     assert_eq!(
         (
             revoked[0]["propagated"].as_bool(),

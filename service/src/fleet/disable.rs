@@ -65,7 +65,11 @@ pub async fn disable_device<F: FleetAdmin + ?Sized>(
         let active: Vec<String> = active_certificates(fleet, device_id)
             .await?
             .into_iter()
-            .filter(|id| !revoked.iter().any(|r: &RevokedCertificate| &r.certificate.certificate_id == id))
+            .filter(|id| {
+                !revoked
+                    .iter()
+                    .any(|r: &RevokedCertificate| &r.certificate.certificate_id == id)
+            })
             .collect();
         if active.is_empty() {
             break;
