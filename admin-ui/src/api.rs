@@ -122,6 +122,20 @@ pub struct Device {
     pub imported_at: String,
 }
 
+/// The answer of `POST devices/{id}/disable`: the device, and the certificates revoked
+/// when `{"revoke": true}` was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisabledDevice {
+    /// The device as it is now.
+    #[serde(flatten)]
+    pub device: Device,
+    /// Every certificate the request revoked (empty without `revoke`; absent from a
+    /// service that predates it).
+    #[serde(default)]
+    pub revoked_certificates: Vec<Revoked>,
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

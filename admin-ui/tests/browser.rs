@@ -463,3 +463,108 @@ async fn revoking_asks_for_a_reason_and_sends_it() {
     sleep(100).await;
     assert!(find(&root, ".partly-revoked").is_none());
 }
+
+#[wasm_bindgen_test]
+async fn disabling_offers_to_revoke_the_certificates_and_shows_what_was_revoked() {
+    // given an enabled device
+    let device = r#"{"deviceId":"sensor-01","publicKey":"MFkw","keyFingerprint":"9f86d081884c7d65","enabled":true,"sourceManifest":"fleet.csv","importedAt":"2026-11-28T17:00:00Z"}"#;
+    let certificate = r#"{"certificateId":"ab12cd34ef56ab12cd34","deviceId":"sensor-01","serial":"0f","issuer":"e99082bf12ad60b8","publicKey":"MFkw","issuedAt":"2026-11-28T17:00:00Z","notBefore":"2026-11-28T16:55:00Z","notAfter":"2027-11-28T17:00:00Z","status":"REVOKED","revokedAt":"2026-11-29T08:00:00Z","revocationReason":"keyCompromise"}"#;
+    let disabled = format!(
+        r#"{},"revokedCertificates":[{{"certificate":{certificate},"alreadyRevoked":false,"propagated":true,"crlRegenerated":true}}]}}"#,
+        device
+            .replace(r#""enabled":true"#, r#""enabled":false"#)
+            .trim_end_matches('}')
+    );
+    fake_fetch(&[
+        ("/disable", 200, &disabled),
+        (
+            "/admin/api/devices?",
+            200,
+            &format!(r#"{{"items":[{device}],"nextCursor":null}}"#),
+        ),
+    ]);
+    let session = Session::with_token("t");
+    let (root, _mounted) = mount(move || view! { <DevicesPage session=session/> });
+    until("the list", || text(&root).contains("sensor-01")).await;
+
+    // when Disable is clicked: nothing is sent yet, the confirmation offers to revoke
+    click(&root, "table.devices button");
+    until("the confirmation", || {
+        find(&root, "#revoke-certificates").is_some()
+    })
+    .await;
+    assert!(!requests().iter().any(|r| r.1.contains("/disable")));
+    let checkbox: HtmlInputElement = find(&root, "#revoke-certificates")
+        .unwrap()
+        .unchecked_into();
+    assert!(!checkbox.checked());
+    checkbox.click();
+    click(&root, "#confirm-disable");
+
+    // then the disable is sent with {"revoke": true}, and the result names the revoked
+    // certificate with its reason
+    until("the result", || find(&root, ".disable-result").is_some()).await;
+    let sent = requests()
+        .into_iter()
+        .find(|r| r.1.contains("/disable"))
+        .unwrap();
+    assert_eq!(sent.0, "POST");
+    assert!(
+        sent.1.ends_with("/admin/api/devices/sensor-01/disable"),
+        "{}",
+        sent.1
+    );
+    let body: serde_json::Value = serde_json::from_str(&sent.2).unwrap();
+    assert_eq!(body, serde_json::json!({ "revoke": true }));
+    let result = find(&root, ".disable-result")
+        .unwrap()
+        .text_content()
+        .unwrap();
+    assert!(
+        result.contains("sensor-01 disabled and its certificate revoked"),
+        "{result}"
+    );
+    assert!(result.contains("ab12cd34ef56ab12"), "{result}");
+    assert!(result.contains("keyCompromise"), "{result}");
+    assert!(find(&root, ".partly-revoked").is_none());
+    assert!(find(&root, "#revoke-certificates").is_none());
+}
+
+#[wasm_bindgen_test]
+async fn disabling_without_the_checkbox_sends_no_body() {
+    // given an enabled device
+    let device = r#"{"deviceId":"sensor-02","publicKey":"MFkw","keyFingerprint":"9f86d081884c7d65","enabled":true,"sourceManifest":null,"importedAt":"2026-11-28T17:00:00Z"}"#;
+    let disabled = device.replace(r#""enabled":true"#, r#""enabled":false"#);
+    fake_fetch(&[
+        ("/disable", 200, &disabled),
+        (
+            "/admin/api/devices?",
+            200,
+            &format!(r#"{{"items":[{device}],"nextCursor":null}}"#),
+        ),
+    ]);
+    let session = Session::with_token("t");
+    let (root, _mounted) = mount(move || view! { <DevicesPage session=session/> });
+    until("the list", || text(&root).contains("sensor-02")).await;
+
+    // when it is disabled without asking to revoke
+    click(&root, "table.devices button");
+    until("the confirmation", || {
+        find(&root, "#confirm-disable").is_some()
+    })
+    .await;
+    click(&root, "#confirm-disable");
+
+    // then the request has no body, and the result says only that it is disabled
+    until("the result", || find(&root, ".disable-result").is_some()).await;
+    let sent = requests()
+        .into_iter()
+        .find(|r| r.1.contains("/disable"))
+        .unwrap();
+    assert_eq!(sent.2, "");
+    let result = find(&root, ".disable-result")
+        .unwrap()
+        .text_content()
+        .unwrap();
+    assert_eq!(result.trim(), "Device sensor-02 disabled.");
+}

@@ -50,6 +50,9 @@ enum Command {
     /// Issued certificates: list and revoke.
     #[command(subcommand)]
     Certs(commands::certs::CertsCommand),
+    /// Registered devices: disable (and revoke, for a stolen device) or enable one.
+    #[command(subcommand)]
+    Devices(commands::devices::DevicesCommand),
     /// Simulated devices: a fleet, provisioning, MQTT connection, load.
     #[command(subcommand)]
     Device(commands::device::DeviceCommand),
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Import(args) => args.run(&global).await,
             Command::Ca(command) => command.run(&global).await,
             Command::Certs(command) => command.run(&global).await,
+            Command::Devices(command) => command.run(&global).await,
             Command::Device(command) => command.run(&global).await,
             Command::Csr(command) => Ok(command.run()),
             Command::Admin(command) => command.run(&global).await,

@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+use provisioner_core::{CertificateStatus, DeviceRegistry};
 use provisioner_service::aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
 use serde_json::Value;
 
@@ -269,9 +270,15 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, prefix: &str) -> Self {
+        Self::start_with(dir, prefix, &[])
+    }
+
+    /// The same with more of serve's options.
+    fn start_with(dir: &Path, prefix: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
             .args(["serve", "--backend", "aws", "--create-tables"])
             .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
+            .args(extra)
             .current_dir(dir)
             .env("PROVISIONER_LOG", "warn")
             .env("PROVISIONER_TABLE_PREFIX", prefix)
@@ -455,4 +462,184 @@ async fn the_operator_serves_imports_and_provisions_on_the_aws_backend() {
     );
     let (status, _) = admin_get("devices", Some("not-the-token")).await;
     assert_eq!(status, 401);
+}
+
+/// moto's state (`/moto-api/data.json`): what ACM Private CA `ca_arn` holds as revoked
+/// (serial -> reason), and the status of `certificate_id` in IoT Core per region.
+async fn moto_state(
+    ca_arn: &str,
+    certificate_id: &str,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let dump: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ca = dump["acmpca"]["CertificateAuthority"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ca| ca["arn"] == ca_arn)
+        .unwrap_or_else(|| panic!("moto holds no CA {ca_arn}"));
+    let revoked = ca["revoked_certificates"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(serial, r)| {
+            let reason = r["revocation_reason"].as_str().unwrap().to_owned();
+            (serial.clone(), reason)
+        })
+        .collect();
+    let mut iot: Vec<(String, String)> = dump["iot"]["FakeCertificate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["certificate_id"] == certificate_id)
+        .map(|c| {
+            let region = c["arn"].as_str().unwrap().split(':').nth(3).unwrap();
+            (region.to_owned(), c["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    iot.sort();
+    (revoked, iot)
+}
+
+/// moto's ACM Private CA revokes only serials of an even number of hex digits.
+fn revocable_on_moto(dir: &Path, certificate: &str) -> bool {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in", certificate])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let serial = text.trim().trim_start_matches("serial=");
+    serial.trim_start_matches('0').len() % 2 == 0
+}
+
+#[tokio::test]
+async fn the_operator_cuts_a_stolen_device_off_with_the_cli_alone() {
+    // given a device provisioned on the AWS backend (every request renews, so it asks
+    // again until its certificate has a serial moto's ACM Private CA can revoke)
+    endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let prefix = format!("cut-{:016x}-", rand::random::<u64>());
+    offline_root(dir);
+    let (arn, _) = create_and_install(dir, &prefix, "issuing");
+    ok_json(&aws(dir, &prefix, &["ca", "register"]));
+    let served = Served::start_with(dir, &prefix, &["--renew-within-days", "3650"]);
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["device", "fleet", "--count", "2", "--out", "fleet"],
+    ));
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["import", "--backend", "aws", "--json", "fleet/manifest.csv"],
+    ));
+    let manifest = std::fs::read_to_string(dir.join("fleet/manifest.csv")).unwrap();
+    let device = manifest.lines().nth(1).unwrap().split(',').next().unwrap();
+    let provision = || {
+        provisioner(
+            dir,
+            &prefix,
+            &[
+                "device",
+                "provision",
+                "--url",
+                &served.url,
+                "--key",
+                &format!("fleet/{device}.key.pem"),
+                "--device-id",
+                device,
+                "--out",
+                "out",
+            ],
+        )
+    };
+    let certificate_id = (0..8)
+        .map(|_| {
+            ok_json(&provision())["certificateId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .find(|_| revocable_on_moto(dir, &format!("out/{device}.cert.pem")))
+        .expect("a serial moto can revoke within 8 certificates");
+
+    // when the operator disables it with --revoke, on the AWS backend, without serve's API
+    let disabled = provisioner(
+        dir,
+        &prefix,
+        &[
+            "devices",
+            "disable",
+            device,
+            "--revoke",
+            "--backend",
+            "aws",
+            "--json",
+        ],
+    );
+
+    // then it is disabled and its certificate revoked for keyCompromise everywhere
+    let answer = ok_json(&disabled);
+    assert_eq!(answer["enabled"], false, "{answer}");
+    let revoked = answer["revokedCertificates"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1, "{answer}");
+    assert_eq!(revoked[0]["certificateId"], certificate_id.as_str());
+    assert_eq!(revoked[0]["status"], "REVOKED");
+    assert_eq!(revoked[0]["revocationReason"], "keyCompromise");
+    assert_eq!(revoked[0]["propagated"], true, "{}", stderr(&disabled));
+    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
+    let record = DeviceRegistry::certificate(&registry, &certificate_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, CertificateStatus::Revoked);
+    let (at_pca, in_iot) = moto_state(&arn, &certificate_id).await;
+    let compromised: Vec<&(String, String)> = at_pca
+        .iter()
+        .filter(|(_, r)| r == "KEY_COMPROMISE")
+        .collect();
+    assert_eq!(compromised.len(), 1, "{at_pca:?}");
+    assert_eq!(
+        in_iot,
+        [
+            ("eu-west-1".to_owned(), "REVOKED".to_owned()),
+            ("us-east-1".to_owned(), "REVOKED".to_owned())
+        ]
+    );
+
+    // and the service refuses the device
+    let refused = provision();
+    assert_eq!(refused.status.code(), Some(1));
+    let refusal: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(
+        (refusal["status"].as_u64(), refusal["error"].as_str()),
+        (Some(403), Some("device_disabled")),
+        "{refusal}"
+    );
+
+    // and once enabled again it gets a new certificate
+    let enabled = ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["devices", "enable", device, "--backend", "aws", "--json"],
+    ));
+    assert_eq!(enabled["enabled"], true);
+    let healed = ok_json(&provision());
+    assert_ne!(healed["certificateId"], certificate_id.as_str());
+
+    // and an unknown device is a JSON error with its code
+    let unknown = provisioner(
+        dir,
+        &prefix,
+        &["devices", "disable", "nobody", "--backend", "aws", "--json"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&unknown.stdout).unwrap();
+    assert_eq!(error["error"], "unknown_device", "{error}");
 }

@@ -65,6 +65,8 @@ use crate::fleet::{
 };
 use crate::import::{ImportOptions, ImportSummary};
 
+mod device_disable;
+
 /// Where the admin API is mounted.
 pub const API_PREFIX: &str = "/admin/api";
 
@@ -349,7 +351,10 @@ pub fn router_with_dashboard(
                 .layer(DefaultBodyLimit::max(MAX_MANIFEST_BYTES)),
         )
         .route("/devices/{device_id}", get(device))
-        .route("/devices/{device_id}/disable", post(disable_device))
+        .route(
+            "/devices/{device_id}/disable",
+            post(device_disable::disable_device),
+        )
         .route("/devices/{device_id}/enable", post(enable_device))
         .route("/certificates", get(list_certificates))
         .route("/certificates/{certificate_id}", get(certificate))
@@ -981,15 +986,6 @@ fn import_refused(summary: ImportSummary) -> Response {
         })),
     )
         .into_response()
-}
-
-async fn disable_device(
-    State(context): State<Arc<AdminContext>>,
-    device_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<DeviceView>, ApiError> {
-    let device_id = path(device_id)?;
-    let record = context.fleet.set_device_enabled(&device_id, false).await?;
-    Ok(Json(record.into()))
 }
 
 async fn enable_device(
@@ -1806,12 +1802,23 @@ pub fn openapi_document() -> Value {
                     "200": answer("The device", "DeviceDetails"),
                     "404": refusal("No such device", &["unknown_device"])
                 })) },
-            "/devices/{deviceId}/disable": { "post": operation("disableDevice", "Disable a device: it is refused certificates",
-                json!([device_id.clone()]),
-                json!({
-                    "200": answer("The device, disabled", "Device"),
-                    "404": refusal("No such device", &["unknown_device"])
-                })) },
+            "/devices/{deviceId}/disable": { "post": {
+                "operationId": "disableDevice",
+                "summary": "Disable a device: it is refused certificates; with {\"revoke\": true}, also revoke each of its ACTIVE certificates",
+                "parameters": [device_id.clone()],
+                "requestBody": {
+                    "required": false,
+                    "description": "Empty: disable only. {\"revoke\": true}: also revoke every ACTIVE certificate of the device, as POST certificates/{certificateId}/revoke does, with reason (default keyCompromise).",
+                    "content": { "application/json": { "schema": schema("DisableRequest") } }
+                },
+                "responses": {
+                    "200": answer("The device, disabled, and the certificates revoked", "DisabledDevice"),
+                    "400": refusal("The body is not {\"revoke\": BOOLEAN, \"reason\": NAME}", &["invalid_body", "invalid_reason", "invalid_path"]),
+                    "401": { "$ref": "#/components/responses/Unauthorized" },
+                    "404": refusal("No such device", &["unknown_device"]),
+                    "503": refusal("The registry is busy; retry after Retry-After seconds", &["registry_busy"])
+                }
+            } },
             "/devices/{deviceId}/enable": { "post": operation("enableDevice", "Enable a device",
                 json!([device_id]),
                 json!({
@@ -1961,6 +1968,23 @@ pub fn openapi_document() -> Value {
                     }]
                 },
                 "DevicePage": page_of("Device"),
+                "DisableRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "revoke": { "type": "boolean", "default": false, "description": "Also revoke each ACTIVE certificate of the device." },
+                        "reason": { "type": "string", "enum": RevocationReason::ALL.iter().map(|r| r.name()).collect::<Vec<_>>(), "default": "keyCompromise", "description": "The RFC 5280 reason; only with revoke." }
+                    }
+                },
+                "DisabledDevice": {
+                    "allOf": [schema("Device"), {
+                        "type": "object",
+                        "required": ["revokedCertificates"],
+                        "properties": {
+                            "revokedCertificates": { "type": "array", "items": schema("Revoked"), "description": "The certificates this call revoked (empty without revoke)." }
+                        }
+                    }]
+                },
                 "Certificate": {
                     "type": "object",
                     "required": ["certificateId", "deviceId", "serial", "issuer", "publicKey", "issuedAt", "notBefore", "notAfter", "status", "revokedAt", "revocationReason"],

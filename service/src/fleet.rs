@@ -22,6 +22,10 @@ use provisioner_core::{
 
 use crate::import::{ImportOptions, ImportSummary};
 
+mod disable;
+
+pub use disable::{disable_device, DisabledDevice, DEFAULT_CUT_OFF_REASON};
+
 /// The future a [`FleetAdmin`] method returns.
 pub type FleetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>;
 

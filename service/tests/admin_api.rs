@@ -208,6 +208,15 @@ impl Harness {
         assert_eq!(answer.json()["written"], true);
     }
 
+    /// `GET certificates/{id}`, which must answer 200.
+    async fn certificate(&self, certificate_id: &str) -> Value {
+        let answer = self
+            .get(&format!("/admin/api/certificates/{certificate_id}"))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.json()
+    }
+
     /// A certificate for the device through the real flow: its certificate id.
     async fn provision(&self, device: &Device) -> Result<String, FlowError> {
         let header = device.csr_header();
@@ -655,6 +664,139 @@ async fn a_disabled_device_is_refused_by_the_flow_until_enabled_again() {
             (StatusCode::NOT_FOUND, "unknown_device")
         );
     }
+}
+
+#[tokio::test]
+async fn disabling_with_revoke_cuts_a_device_off_and_revokes_only_its_active_certificates() {
+    // given a device whose first certificate was superseded by a renewal, and another
+    // device with an ACTIVE certificate
+    let h = harness();
+    let fleet = [Device::new("dev-1"), Device::new("dev-2")];
+    let (device, bystander) = (&fleet[0], &fleet[1]);
+    h.import(&fleet).await;
+    let superseded = h.provision(device).await.unwrap();
+    h.clock.set(NOW + 340 * 86_400);
+    let current = h.provision(device).await.unwrap();
+    assert_ne!(current, superseded);
+    let other = h.provision(bystander).await.unwrap();
+
+    // when it is disabled with {"revoke": true}
+    let answer = h
+        .post("/admin/api/devices/dev-1/disable", r#"{"revoke": true}"#)
+        .await;
+
+    // then the answer is the device, disabled, and the one ACTIVE certificate revoked
+    // for keyCompromise, the CRLs written
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["deviceId"], "dev-1");
+    assert_eq!(body["enabled"], false);
+    let revoked = body["revokedCertificates"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1, "{body}");
+    assert_eq!(revoked[0]["certificate"]["certificateId"], current.as_str());
+    assert_eq!(revoked[0]["certificate"]["status"], "REVOKED");
+    assert_eq!(
+        revoked[0]["certificate"]["revocationReason"],
+        "keyCompromise"
+    );
+    assert_eq!(revoked[0]["alreadyRevoked"], false);
+    assert_eq!(revoked[0]["propagated"], true);
+    assert_eq!(revoked[0]["crlRegenerated"], true);
+
+    // and the flow refuses the device, the superseded certificate keeps its reason, the
+    // other device's certificate is untouched, and OpenSSL reads the serial on the CRL
+    assert_eq!(
+        h.provision(device).await.unwrap_err().code(),
+        "device_disabled"
+    );
+    assert_eq!(
+        h.certificate(&superseded).await["revocationReason"],
+        "superseded"
+    );
+    assert_eq!(h.certificate(&other).await["status"], "ACTIVE");
+    let serial = h.certificate(&current).await["serial"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('0')
+        .to_ascii_lowercase();
+    let crl = h.get("/admin/api/ca/crl").await;
+    let text = openssl_crl_text(&crl.body).to_ascii_lowercase();
+    assert!(text.contains(&format!("serial number: {serial}")), "{text}");
+
+    // and disabling again with revoke finds nothing left to revoke
+    let again = h
+        .post(
+            "/admin/api/devices/dev-1/disable",
+            r#"{"revoke": true, "reason": "cessationOfOperation"}"#,
+        )
+        .await
+        .json();
+    assert_eq!(again["revokedCertificates"], json!([]));
+
+    // and enabled again, the device provisions a new certificate
+    h.post("/admin/api/devices/dev-1/enable", Body::empty())
+        .await;
+    let fresh = h.provision(device).await.unwrap();
+    assert_eq!(h.certificate(&fresh).await["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn disabling_without_revoke_leaves_certificates_and_a_bad_body_is_400() {
+    // given a device with an ACTIVE certificate
+    let h = harness();
+    let device = Device::new("dev-1");
+    h.import(std::slice::from_ref(&device)).await;
+    let certificate_id = h.provision(&device).await.unwrap();
+    let path = "/admin/api/devices/dev-1/disable";
+
+    // when the body is malformed, then 400 with a stable code and nothing changes
+    for (body, code) in [
+        ("revoke", "invalid_body"),
+        (r#"{"revoke": "yes"}"#, "invalid_body"),
+        (r#"{"revoke": true, "extra": 1}"#, "invalid_body"),
+        (r#"{"reason": "keyCompromise"}"#, "invalid_body"),
+        (r#"{"revoke": true, "reason": "stolen"}"#, "invalid_reason"),
+    ] {
+        let answer = h.post(path, body).await;
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}: {}",
+            answer.body
+        );
+        // The message says what to send: the body's shape, or the reasons.
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("\"revoke\": true") || message.contains("keyCompromise"),
+            "{body}: {message}"
+        );
+    }
+    assert_eq!(
+        h.get("/admin/api/devices/dev-1").await.json()["enabled"],
+        true
+    );
+
+    // when disabled without a body, or with {"revoke": false}
+    for body in ["", r#"{"revoke": false}"#] {
+        let answer = h.post(path, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.json()["enabled"], false);
+        assert_eq!(answer.json()["revokedCertificates"], json!([]));
+    }
+
+    // then the certificate stays ACTIVE; an unknown device with revoke is 404
+    let certificate = h
+        .get(&format!("/admin/api/certificates/{certificate_id}"))
+        .await
+        .json();
+    assert_eq!(certificate["status"], "ACTIVE");
+    let answer = h
+        .post("/admin/api/devices/nobody/disable", r#"{"revoke": true}"#)
+        .await;
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (StatusCode::NOT_FOUND, "unknown_device")
+    );
 }
 
 // ---------------------------------------------------------------------------------------

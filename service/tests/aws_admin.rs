@@ -801,6 +801,97 @@ async fn ca_overview_crl_and_revocation_through_the_api() {
 }
 
 #[tokio::test]
+async fn disabling_with_revoke_revokes_at_acm_pca_and_in_iot_core_in_every_region() {
+    // given two devices with a certificate each, registered in both regions
+    let world = World::new().await;
+    let ca = world.registered_ca().await;
+    let things = world.things(false);
+    let (stolen, stolen_arn) = world.device(&ca, &things, 1).await;
+    let (other, other_arn) = world.device(&ca, &things, 2).await;
+    let app = router(world.fleet(things));
+    let path = format!("/admin/api/devices/{}/disable", stolen.device_id);
+
+    // when the body is malformed: 400, and the device stays enabled
+    let (status, body) = call(&app, "POST", &path, Some(json!({"revoke": "yes"}))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body")),
+        "{body}"
+    );
+    let (_, device) = call(
+        &app,
+        "GET",
+        &format!("/admin/api/devices/{}", stolen.device_id),
+        None,
+    )
+    .await;
+    assert_eq!(device["enabled"], true);
+
+    // when the first device is disabled with {"revoke": true}
+    let (status, answer) = call(&app, "POST", &path, Some(json!({"revoke": true}))).await;
+
+    // then it is disabled, and its certificate revoked for keyCompromise everywhere
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["enabled"], false);
+    let revoked = answer["revokedCertificates"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1, "{answer}");
+    assert_eq!(
+        revoked[0]["certificate"]["certificateId"],
+        stolen.certificate_id.as_str()
+    );
+    assert_eq!(
+        revoked[0]["certificate"]["revocationReason"],
+        "keyCompromise"
+    );
+    assert_eq!(
+        (
+            revoked[0]["propagated"].as_bool(),
+            revoked[0]["crlRegenerated"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        world.registry_status(&stolen.certificate_id).await,
+        CertificateStatus::Revoked
+    );
+    assert!(world.revoked_at_pca(&ca, &stolen_arn).await);
+    let at_pca = moto::pca_revocations(&ca).await;
+    assert_eq!(
+        at_pca.values().map(String::as_str).collect::<Vec<_>>(),
+        ["KEY_COMPROMISE"],
+        "{at_pca:?}"
+    );
+    for region in REGIONS {
+        assert_eq!(
+            world.iot_status(region, &stolen.certificate_id).await,
+            Some(IotStatus::Revoked),
+            "{region}"
+        );
+    }
+    let (_, device) = call(
+        &app,
+        "GET",
+        &format!("/admin/api/devices/{}", stolen.device_id),
+        None,
+    )
+    .await;
+    assert_eq!(device["enabled"], false);
+
+    // and the other device's certificate is untouched everywhere
+    assert_eq!(
+        world.registry_status(&other.certificate_id).await,
+        CertificateStatus::Active
+    );
+    assert!(!world.revoked_at_pca(&ca, &other_arn).await);
+    for region in REGIONS {
+        assert_eq!(
+            world.iot_status(region, &other.certificate_id).await,
+            Some(IotStatus::Active)
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_revocation_that_cannot_reach_a_region_stands_and_says_it_did_not_propagate() {
     let world = World::new().await;
     let ca = world.registered_ca().await;

@@ -1,10 +1,11 @@
 //! Devices: the registry, searchable by id prefix and status, a page at a time; enabling
-//! and disabling; and the manifest import.
+//! and disabling (after a confirmation that offers to revoke the device's certificates
+//! too, for a stolen device); and the manifest import.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{ApiError, Device, Page, Session};
+use crate::api::{ApiError, Device, DisabledDevice, Page, Session};
 use crate::pages::import::ImportPanel;
 use crate::ui::{fetched, short, Badge, Empty, ErrorMessage, Load, Loading, Pager};
 
@@ -51,11 +52,16 @@ pub fn DevicesPage(
         earlier.set(Vec::new());
         cursor.set(None);
     };
-    let toggle = move |device: Device| {
-        let action = if device.enabled { "disable" } else { "enable" };
+    // The device whose disabling waits for confirmation, and what the last one did.
+    let disabling = RwSignal::new(None::<Device>);
+    let also_revoke = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let outcome = RwSignal::new(None::<(DisabledDevice, bool)>);
+    let enable = move |device: Device| {
+        outcome.set(None);
         spawn_local(async move {
             let path = format!(
-                "devices/{}/{action}",
+                "devices/{}/enable",
                 String::from(js_sys::encode_uri_component(&device.device_id))
             );
             match session.post_json::<Device>(&path, None).await {
@@ -66,6 +72,88 @@ pub fn DevicesPage(
                 Err(e) => action_error.set(Some(e)),
             }
         });
+    };
+    let toggle = move |device: Device| {
+        if device.enabled {
+            also_revoke.set(false);
+            outcome.set(None);
+            disabling.set(Some(device));
+        } else {
+            enable(device);
+        }
+    };
+    let confirm_disable = move |_| {
+        let Some(device) = disabling.get_untracked() else {
+            return;
+        };
+        let revoke = also_revoke.get_untracked();
+        busy.set(true);
+        spawn_local(async move {
+            let path = format!(
+                "devices/{}/disable",
+                String::from(js_sys::encode_uri_component(&device.device_id))
+            );
+            let body = revoke.then(|| serde_json::json!({ "revoke": true }));
+            match session.post_json::<DisabledDevice>(&path, body).await {
+                Ok(done) => {
+                    action_error.set(None);
+                    disabling.set(None);
+                    outcome.set(Some((done, revoke)));
+                    refresh.update(|n| *n += 1);
+                }
+                Err(e) => action_error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    let confirmation = move || {
+        disabling.get().map(|device| {
+            view! {
+                <div class="confirm" role="dialog" aria-label="Confirm disabling">
+                    <p>{format!("Disable device {}? The service refuses it certificates until it is enabled again.", device.device_id)}</p>
+                    <label>
+                        <input type="checkbox" id="revoke-certificates"
+                            prop:checked=move || also_revoke.get()
+                            on:change=move |ev| also_revoke.set(event_target_checked(&ev))/>
+                        " Also revoke its certificates (keyCompromise: for a stolen or compromised device)"
+                    </label>
+                    <div class="actions">
+                        <button class="danger" id="confirm-disable" disabled=move || busy.get() on:click=confirm_disable>"Disable"</button>
+                        <button on:click=move |_| disabling.set(None)>"Cancel"</button>
+                    </div>
+                </div>
+            }
+        })
+    };
+    let result = move || {
+        outcome.get().map(|(done, revoke)| {
+            let id = done.device.device_id.clone();
+            let revoked = &done.revoked_certificates;
+            let summary = match (revoke, revoked.len()) {
+                (false, _) => format!("Device {id} disabled."),
+                (true, 0) => format!("Device {id} disabled. It had no active certificate to revoke."),
+                (true, 1) => format!("Device {id} disabled and its certificate revoked:"),
+                (true, n) => format!("Device {id} disabled and its {n} certificates revoked:"),
+            };
+            let items = revoked
+                .iter()
+                .map(|r| {
+                    let c = &r.certificate;
+                    let reason = c.revocation_reason.clone().unwrap_or_default();
+                    view! { <li class="mono" title=c.certificate_id.clone()>{format!("{} ({reason})", short(&c.certificate_id, 16))}</li> }
+                })
+                .collect::<Vec<_>>();
+            let partly = revoked.iter().any(|r| !r.propagated).then(|| view! {
+                <p class="warning partly-revoked">"Revoked in the registry, but not yet everywhere a certificate is trusted (CRL, ACM Private CA or IoT Core in some region): revoke it again from Certificates; the service log says what failed."</p>
+            });
+            view! {
+                <div class="state disable-result" role="status">
+                    <p>{summary}</p>
+                    <ul class="revoked-certificates">{items}</ul>
+                    {partly}
+                </div>
+            }
+        })
     };
     let table = move || match devices.get() {
         Load::Loading => view! { <Loading what="devices"/> }.into_any(),
@@ -126,6 +214,8 @@ pub fn DevicesPage(
                     <option value="disabled">"Disabled"</option>
                 </select>
             </div>
+            {confirmation}
+            {result}
             {move || action_error.get().map(|e| view! { <ErrorMessage error=e/> })}
             {table}
         </section>

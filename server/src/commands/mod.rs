@@ -8,6 +8,7 @@ pub mod crl_lifetime;
 pub mod crl_upkeep;
 pub mod csr;
 pub mod device;
+pub mod devices;
 pub mod import;
 pub mod serve;
 
