@@ -258,10 +258,23 @@ impl DeviceRegistry for FailingRegistry {
     async fn certificate(&self, _: &str) -> Result<Option<CertificateRecord>, PortError> {
         unreachable!("the authorizer reads devices only")
     }
+    async fn claim_issuance(
+        &self,
+        _: &str,
+        _: &str,
+        _: UnixTime,
+        _: i64,
+    ) -> Result<provisioner_core::ClaimOutcome, PortError> {
+        unreachable!("the authorizer issues nothing")
+    }
+    async fn release_claim(&self, _: &provisioner_core::IssuanceClaim) -> Result<(), PortError> {
+        unreachable!("the authorizer issues nothing")
+    }
     async fn record_issuance(
         &self,
         _: CertificateRecord,
         _: Vec<String>,
+        _: &provisioner_core::IssuanceClaim,
         _: UnixTime,
     ) -> Result<(), PortError> {
         unreachable!("the authorizer writes no certificates")

@@ -15,6 +15,7 @@ pub mod admin_crls;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod claim;
 pub mod failure_limit;
 pub mod fleet;
 pub mod flow;
