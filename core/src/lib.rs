@@ -38,6 +38,7 @@ pub use manifest::{
     ManifestRecord, ManifestSigner, ManifestSigners,
 };
 pub use ports::{
-    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, Clock, Device, DeviceRegistry,
-    PortError, RevocationReason, SignedCertificate, SystemClock, ThingRegistry,
+    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, ClaimOutcome, Clock, Device,
+    DeviceRegistry, IssuanceClaim, PortError, RevocationReason, SignedCertificate, SystemClock,
+    ThingRegistry,
 };

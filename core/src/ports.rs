@@ -22,9 +22,48 @@ pub enum PortError {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
+    /// Another request took the device's issuance claim after this one's lapsed, so this
+    /// one's certificate was not recorded (503 with `Retry-After`: the retry finds the
+    /// other's certificate).
+    #[error("another request for device {device_id} is issuing its certificate; retry")]
+    ClaimLost {
+        /// The device whose claim was lost.
+        device_id: String,
+    },
+    /// The CA that signed the certificate was retired (a rotation finished meanwhile), so
+    /// the certificate was not recorded; the flow signs again under the current CA.
+    #[error("the issuing CA {issuer} was retired while the certificate was being issued")]
+    IssuerRetired {
+        /// The retired CA's id.
+        issuer: String,
+    },
     /// Anything else: logged with its cause, answered as a generic 500.
     #[error("{0}")]
     Internal(String),
+}
+
+/// A per-device issuance claim: while one request holds it, no other signs for that
+/// device (one signing call per decision, whatever the concurrency, across processes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuanceClaim {
+    /// The device it serialises.
+    pub device_id: String,
+    /// Random per request: only the holder may record under it or release it.
+    pub holder: String,
+    /// When it lapses if never released (a crashed holder), Unix seconds.
+    pub expires_at: UnixTime,
+}
+
+/// What [`DeviceRegistry::claim_issuance`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This request holds the claim.
+    Claimed(IssuanceClaim),
+    /// Another request holds it until then.
+    Held {
+        /// When the other holder's claim lapses if it is never released.
+        until: UnixTime,
+    },
 }
 
 /// A registered device.
@@ -176,13 +215,44 @@ pub trait DeviceRegistry: Send + Sync {
         certificate_id: &str,
     ) -> impl Future<Output = Result<Option<CertificateRecord>, PortError>> + Send;
 
-    /// Records a new ACTIVE certificate and, in the same atomic write, marks `supersede`
-    /// REVOKED (reason superseded, at `now`). Returns once durable: only then may the
-    /// device receive the certificate.
+    /// Takes the device's issuance claim for `holder` until `now + ttl_secs`, with one
+    /// conditional write that succeeds only when no other holder's unexpired claim exists
+    /// (shared by every process over the same storage).
+    ///
+    /// # Errors
+    /// [`PortError::Unavailable`] when the backend is busy; [`PortError::Internal`] otherwise.
+    fn claim_issuance(
+        &self,
+        device_id: &str,
+        holder: &str,
+        now: UnixTime,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<ClaimOutcome, PortError>> + Send;
+
+    /// Releases a claim. Idempotent; does nothing when `claim.holder` no longer holds it.
+    ///
+    /// # Errors
+    /// [`PortError::Unavailable`] when the backend is busy; [`PortError::Internal`] otherwise.
+    fn release_claim(
+        &self,
+        claim: &IssuanceClaim,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Records a new ACTIVE certificate and, in the same atomic write: checks `claim` is
+    /// still held by `claim.holder` (expired but not taken by another is fine), checks the
+    /// issuer is still the current CA where the registry knows the CAs, marks `supersede`
+    /// REVOKED (reason superseded, at `now`) and releases the claim. Returns once durable:
+    /// only then may the device receive the certificate.
+    ///
+    /// # Errors
+    /// [`PortError::ClaimLost`] when another holder took the claim;
+    /// [`PortError::IssuerRetired`] when the certificate's issuer is no longer the current
+    /// CA; [`PortError::Unavailable`] when busy; [`PortError::Internal`] otherwise.
     fn record_issuance(
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
@@ -298,13 +368,31 @@ impl<T: DeviceRegistry + ?Sized> DeviceRegistry for std::sync::Arc<T> {
         (**self).certificate(certificate_id)
     }
 
+    fn claim_issuance(
+        &self,
+        device_id: &str,
+        holder: &str,
+        now: UnixTime,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<ClaimOutcome, PortError>> + Send {
+        (**self).claim_issuance(device_id, holder, now, ttl_secs)
+    }
+
+    fn release_claim(
+        &self,
+        claim: &IssuanceClaim,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        (**self).release_claim(claim)
+    }
+
     fn record_issuance(
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
-        (**self).record_issuance(certificate, supersede, now)
+        (**self).record_issuance(certificate, supersede, claim, now)
     }
 }
 
