@@ -157,6 +157,7 @@ impl LambdaSettings {
                 },
                 failures_per_minute: number("PROVISIONER_FAILED_RATE_LIMIT", 100)?,
                 endpoint: get("PROVISIONER_MQTT_ENDPOINT").unwrap_or_default(),
+                claim_wait: FlowSettings::DEFAULT_CLAIM_WAIT,
             },
             public_url,
             retrieval_ttl_secs: i64::from(number("PROVISIONER_RETRIEVAL_TTL_SECS", 600)?),

@@ -245,8 +245,15 @@ fn certs_list_and_revoke_print_the_recorded_certificates() {
             revoked: None,
             certificate_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
         };
+        let provisioner_core::ClaimOutcome::Claimed(claim) = registry
+            .claim_issuance("dev-1", "test", 1_767_225_600, 120)
+            .await
+            .unwrap()
+        else {
+            panic!("a fresh claim was refused");
+        };
         registry
-            .record_issuance(record, vec![], 1_767_225_600)
+            .record_issuance(record, vec![], &claim, 1_767_225_600)
             .await
             .unwrap();
     });

@@ -95,6 +95,28 @@ impl From<FlowError> for ApiError {
                 message: format!("{what} cannot issue now; retry later"),
                 retry_after_secs: Some(retry_after_secs),
             },
+            FlowError::IssuanceInProgress { retry_after_secs } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "issuance_in_progress",
+                message: error.to_string(),
+                retry_after_secs: Some(retry_after_secs),
+            },
+            // Both are races another request won (the claim) or a rotation caused: the
+            // retry, a second later, gets the certificate.
+            FlowError::Port(PortError::ClaimLost { .. }) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "issuance_in_progress",
+                message:
+                    "another request for this device was issued its certificate meanwhile; retry"
+                        .into(),
+                retry_after_secs: Some(1),
+            },
+            FlowError::Port(PortError::IssuerRetired { .. }) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "ca_rotated",
+                message: "the CA is being rotated; retry".into(),
+                retry_after_secs: Some(1),
+            },
             FlowError::Port(other) => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal()
@@ -211,9 +233,12 @@ async fn new_certificate<B: Adapters>(
     let remote = connect_info.map(|Extension(ConnectInfo(address))| address.ip().to_string());
     let provisioned = match api.provisioner.provision(header, remote.as_deref()).await {
         Ok(provisioned) => provisioned,
-        // The CA is still signing (or throttled): a latent device gets the URL that will
-        // hold its certificate instead of a 503.
-        Err(FlowError::Port(PortError::Unavailable { .. })) if latent => {
+        // The CA is still signing (or throttled), or another request for the device is
+        // being issued: a latent device gets the URL that will hold its certificate
+        // instead of a 503.
+        Err(
+            FlowError::Port(PortError::Unavailable { .. }) | FlowError::IssuanceInProgress { .. },
+        ) if latent => {
             let now = api.provisioner.ports().clock.now();
             let csr = provisioner_core::decode_header(header.unwrap_or(""))
                 .map_err(|e| ApiError::from(FlowError::Refused(e.into())))?;
@@ -324,9 +349,12 @@ async fn retrieve_pending<B: Adapters>(
         .await
     {
         Ok(provisioned) => Ok(pem_response(&provisioned)),
-        Err(FlowError::Port(PortError::Unavailable {
-            retry_after_secs, ..
-        })) => {
+        Err(
+            FlowError::Port(PortError::Unavailable {
+                retry_after_secs, ..
+            })
+            | FlowError::IssuanceInProgress { retry_after_secs },
+        ) => {
             let mut response = (
                 StatusCode::ACCEPTED,
                 Json(ErrorJson {
@@ -449,6 +477,7 @@ mod tests {
             rate_limit: IssuanceRateLimit { per_hour: 10 },
             failures_per_minute: 100,
             endpoint: "mqtt.example:8883".into(),
+            claim_wait: FlowSettings::DEFAULT_CLAIM_WAIT,
         };
         settings(&mut flow_settings);
         let ports = Ports::<MemoryAdapters> {

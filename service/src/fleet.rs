@@ -77,6 +77,10 @@ impl From<provisioner_core::PortError> for FleetError {
             provisioner_core::PortError::Unavailable {
                 retry_after_secs, ..
             } => Self::Busy { retry_after_secs },
+            provisioner_core::PortError::ClaimLost { .. }
+            | provisioner_core::PortError::IssuerRetired { .. } => Self::Busy {
+                retry_after_secs: 1,
+            },
             other => {
                 tracing::error!(error = %other, "admin API: a port failed");
                 Self::Internal(other.to_string())

@@ -8,9 +8,11 @@ use std::sync::Mutex;
 
 use provisioner_core::{
     AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, Clock,
-    CsrVerifier, DeviceRegistry, ErrorCode, HeldCertificate, IssuanceProfile, IssuanceRateLimit,
-    PortError, Refusal, ReissueDecision, ThingRegistry, UnixTime,
+    CsrVerifier, DeviceRegistry, ErrorCode, HeldCertificate, IssuanceClaim, IssuanceProfile,
+    IssuanceRateLimit, PortError, Refusal, ReissueDecision, ThingRegistry, UnixTime, VerifiedCsr,
 };
+
+use crate::claim::{self, Serialised};
 use sha2::{Digest, Sha256};
 
 /// Why the flow gave no certificate.
@@ -25,6 +27,13 @@ pub enum FlowError {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
+    /// Another request for the same device is being issued its certificate and did not
+    /// finish within the flow's wait (503 with `Retry-After`).
+    #[error("another request for this device is being issued its certificate; retry after {retry_after_secs} s")]
+    IssuanceInProgress {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// A backend failed.
     #[error(transparent)]
     Port(#[from] PortError),
@@ -36,6 +45,10 @@ impl FlowError {
         match self {
             Self::Refused(refusal) => refusal.code(),
             Self::TooManyFailures { .. } => "too_many_failures",
+            Self::IssuanceInProgress { .. } | Self::Port(PortError::ClaimLost { .. }) => {
+                "issuance_in_progress"
+            }
+            Self::Port(PortError::IssuerRetired { .. }) => "ca_rotated",
             Self::Port(PortError::Unavailable { .. }) => "ca_unavailable",
             Self::Port(_) => "internal_error",
         }
@@ -70,7 +83,20 @@ pub struct FlowSettings {
     pub failures_per_minute: u32,
     /// The MQTT endpoint returned to devices.
     pub endpoint: String,
+    /// How long a request waits while another request for the same device is being
+    /// issued its certificate, before answering 503 with `Retry-After`.
+    pub claim_wait: std::time::Duration,
 }
+
+impl FlowSettings {
+    /// The default [`FlowSettings::claim_wait`]: a local CA signs in milliseconds, ACM
+    /// Private CA usually within a few seconds.
+    pub const DEFAULT_CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+/// A decision's outcome: the certificate, whether it was the device's current one
+/// returned unchanged, and the certificates the new one superseded.
+type Decided = (CertificateRecord, bool, Vec<CertificateRecord>);
 
 /// One choice of adapter for every port: the local set, the AWS set, or test fakes.
 pub trait Adapters: Send + Sync + 'static {
@@ -186,7 +212,7 @@ impl<B: Adapters> Provisioner<B> {
         now: UnixTime,
         device_id: &mut Option<String>,
         fingerprint: &mut Option<String>,
-    ) -> Result<(CertificateRecord, bool, Vec<CertificateRecord>), FlowError> {
+    ) -> Result<Decided, FlowError> {
         let request = self
             .verifier
             .verify_header(header.unwrap_or(""))
@@ -205,13 +231,74 @@ impl<B: Adapters> Provisioner<B> {
         }
         request.check_registered_key(&device.public_key)?;
 
-        // The last hour's certificates are read even with the rate limit off: the
-        // idempotency key below needs them.
-        let held = self
-            .ports
+        // The fast path, without a write: the device's current certificate.
+        let held = self.held(&device.device_id, now).await?;
+        if let Some(existing) = self.existing(&request, &held, now) {
+            return Ok((existing, true, Vec::new()));
+        }
+
+        // A new certificate: one request per device signs at a time, in every process.
+        let claimed = claim::serialise(
+            &self.ports.registry,
+            &self.ports.clock,
+            &device.device_id,
+            &request.public_key,
+            &held,
+            self.settings.claim_wait,
+        )
+        .await?;
+        let claim = match claimed {
+            Serialised::Claimed(claim) => claim,
+            Serialised::Joined(joined) => return Ok((joined, true, Vec::new())),
+            Serialised::StillHeld => {
+                return Err(FlowError::IssuanceInProgress {
+                    retry_after_secs: 1,
+                })
+            }
+        };
+        let issued = self.issue_under_claim(&request, &claim, now).await;
+        if issued.is_err() {
+            // A successful record released the claim; a failure leaves it to us.
+            claim::release(&self.ports.registry, &claim).await;
+        }
+        issued
+    }
+
+    /// The device's certificates the decision needs. The last hour's are read even with
+    /// the rate limit off: the idempotency key needs them.
+    async fn held(
+        &self,
+        device_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<CertificateRecord>, PortError> {
+        self.ports
             .registry
-            .certificates_of(&device.device_id, now - IssuanceRateLimit::WINDOW_SECS)
-            .await?;
+            .certificates_of(device_id, now - IssuanceRateLimit::WINDOW_SECS)
+            .await
+    }
+
+    /// The certificate the re-issue policy returns unchanged, if any.
+    fn existing(
+        &self,
+        request: &VerifiedCsr,
+        held: &[CertificateRecord],
+        now: UnixTime,
+    ) -> Option<CertificateRecord> {
+        match self.decision(request, held, now) {
+            ReissueDecision::ReturnExisting { certificate_id } => held
+                .iter()
+                .find(|c| c.certificate_id == certificate_id)
+                .cloned(),
+            ReissueDecision::IssueNew { .. } => None,
+        }
+    }
+
+    fn decision(
+        &self,
+        request: &VerifiedCsr,
+        held: &[CertificateRecord],
+        now: UnixTime,
+    ) -> ReissueDecision {
         let held_view: Vec<HeldCertificate> = held
             .iter()
             .map(|c| HeldCertificate {
@@ -221,12 +308,26 @@ impl<B: Adapters> Provisioner<B> {
                 not_after: c.not_after,
             })
             .collect();
-        let (certificate, superseded) =
-            match self
-                .settings
-                .profile
-                .reissue_decision(&request.public_key, &held_view, now)
-            {
+        self.settings
+            .profile
+            .reissue_decision(&request.public_key, &held_view, now)
+    }
+
+    /// Decides again under the claim (another request may have issued before it was
+    /// ours), checks the rate limit, signs and records. A rotation that retired the
+    /// signing CA meanwhile makes the record refuse: the certificate is signed again,
+    /// under the new CA, a bounded number of times.
+    async fn issue_under_claim(
+        &self,
+        request: &VerifiedCsr,
+        claim: &IssuanceClaim,
+        now: UnixTime,
+    ) -> Result<Decided, FlowError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let held = self.held(&request.device_id, now).await?;
+            let supersede = match self.decision(request, &held, now) {
                 ReissueDecision::ReturnExisting { certificate_id } => {
                     let existing = held
                         .into_iter()
@@ -234,51 +335,61 @@ impl<B: Adapters> Provisioner<B> {
                         .ok_or_else(|| {
                             PortError::Internal("the returned certificate vanished".into())
                         })?;
+                    claim::release(&self.ports.registry, claim).await;
                     return Ok((existing, true, Vec::new()));
                 }
-                ReissueDecision::IssueNew { supersede } => {
-                    let issued_at: Vec<UnixTime> = held.iter().map(|c| c.issued_at).collect();
-                    self.settings
-                        .rate_limit
-                        .check(&device.device_id, &issued_at, now)?;
-                    let signed = self
-                        .ports
-                        .authority
-                        .issue(
-                            &request,
-                            &idempotency_key(&request.fingerprint, &held),
-                            &self.settings.profile,
-                            now,
-                        )
-                        .await?;
-                    let record = CertificateRecord {
-                        certificate_id: hex::encode(Sha256::digest(&signed.der)),
-                        device_id: device.device_id.clone(),
-                        serial: signed.serial,
-                        issuer: signed.issuer,
-                        public_key: request.public_key.clone(),
-                        issued_at: now,
-                        not_before: signed.not_before,
-                        not_after: signed.not_after,
-                        status: CertificateStatus::Active,
-                        revoked: None,
-                        certificate_pem: signed.pem,
-                    };
-                    // Durable before the device sees it: a crash after this line leaves a
-                    // recorded certificate the device never got, never the reverse.
-                    let superseded = held
-                        .into_iter()
-                        .filter(|c| supersede.contains(&c.certificate_id))
-                        .collect();
-                    self.ports
-                        .registry
-                        .record_issuance(record.clone(), supersede, now)
-                        .await?;
-                    (record, superseded)
-                }
+                ReissueDecision::IssueNew { supersede } => supersede,
             };
-        Ok((certificate, false, superseded))
+            let issued_at: Vec<UnixTime> = held.iter().map(|c| c.issued_at).collect();
+            self.settings
+                .rate_limit
+                .check(&request.device_id, &issued_at, now)?;
+            let signed = self
+                .ports
+                .authority
+                .issue(
+                    request,
+                    &idempotency_key(&request.fingerprint, &held),
+                    &self.settings.profile,
+                    now,
+                )
+                .await?;
+            let record = CertificateRecord {
+                certificate_id: hex::encode(Sha256::digest(&signed.der)),
+                device_id: request.device_id.clone(),
+                serial: signed.serial,
+                issuer: signed.issuer,
+                public_key: request.public_key.clone(),
+                issued_at: now,
+                not_before: signed.not_before,
+                not_after: signed.not_after,
+                status: CertificateStatus::Active,
+                revoked: None,
+                certificate_pem: signed.pem,
+            };
+            let superseded = held
+                .into_iter()
+                .filter(|c| supersede.contains(&c.certificate_id))
+                .collect();
+            // Durable before the device sees it: a crash after this line leaves a
+            // recorded certificate the device never got, never the reverse.
+            match self
+                .ports
+                .registry
+                .record_issuance(record.clone(), supersede, claim, now)
+                .await
+            {
+                Ok(()) => return Ok((record, false, superseded)),
+                Err(PortError::IssuerRetired { issuer }) if attempt < Self::SIGNING_ATTEMPTS => {
+                    tracing::info!(device_id = %request.device_id, %issuer, "the signing CA was retired meanwhile; signing again under the current CA");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
+
+    /// Signings per decision when rotations keep retiring the signing CA.
+    const SIGNING_ATTEMPTS: u32 = 3;
 
     /// Tells the CA and the MQTT side about superseded certificates, which the registry
     /// already holds REVOKED. The device's new certificate is recorded and registered by

@@ -14,6 +14,7 @@ pub mod admin_auth;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod claim;
 pub mod fleet;
 pub mod flow;
 pub mod import;

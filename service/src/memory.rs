@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use provisioner_core::{
-    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, Clock,
-    Device, DeviceRegistry, IssuanceProfile, PortError, RevocationReason, SignedCertificate,
-    ThingRegistry, UnixTime, VerifiedCsr,
+    AuditEvent, AuditLog, CertificateAuthority, CertificateRecord, CertificateStatus, ClaimOutcome,
+    Clock, Device, DeviceRegistry, IssuanceClaim, IssuanceProfile, PortError, RevocationReason,
+    SignedCertificate, ThingRegistry, UnixTime, VerifiedCsr,
 };
 
 use crate::flow::Adapters;
@@ -25,6 +25,11 @@ pub struct MemoryRegistry {
     pub things: Mutex<HashMap<String, Vec<String>>>,
     /// The audit log.
     pub audit: Mutex<Vec<AuditEvent>>,
+    /// device id -> the issuance claim held on it.
+    pub claims: Mutex<HashMap<String, IssuanceClaim>>,
+    /// Issuers a rotation retired: certificates they sign are refused, as the SQLite
+    /// registry refuses those of a CA no longer current.
+    pub retired_issuers: Mutex<Vec<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,12 +70,67 @@ impl DeviceRegistry for MemoryRegistry {
         async move { Ok(found) }
     }
 
+    fn claim_issuance(
+        &self,
+        device_id: &str,
+        holder: &str,
+        now: UnixTime,
+        ttl_secs: i64,
+    ) -> impl Future<Output = Result<ClaimOutcome, PortError>> + Send {
+        let mut claims = lock(&self.claims);
+        let outcome = match claims.get(device_id) {
+            Some(other) if other.holder != holder && now < other.expires_at => ClaimOutcome::Held {
+                until: other.expires_at,
+            },
+            _ => {
+                let claim = IssuanceClaim {
+                    device_id: device_id.to_owned(),
+                    holder: holder.to_owned(),
+                    expires_at: now + ttl_secs,
+                };
+                claims.insert(device_id.to_owned(), claim.clone());
+                ClaimOutcome::Claimed(claim)
+            }
+        };
+        async move { Ok(outcome) }
+    }
+
+    fn release_claim(
+        &self,
+        claim: &IssuanceClaim,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut claims = lock(&self.claims);
+        if claims
+            .get(&claim.device_id)
+            .is_some_and(|held| held.holder == claim.holder)
+        {
+            claims.remove(&claim.device_id);
+        }
+        async { Ok(()) }
+    }
+
     fn record_issuance(
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
+        // The claims' lock is held across the write: the check and the insert are one
+        // atomic step, as the real registries' transactions are.
+        let mut claims = lock(&self.claims);
+        let ours = claims
+            .get(&certificate.device_id)
+            .is_some_and(|held| held.holder == claim.holder);
+        if !ours {
+            let device_id = certificate.device_id;
+            return std::future::ready(Err(PortError::ClaimLost { device_id }));
+        }
+        if lock(&self.retired_issuers).contains(&certificate.issuer) {
+            let issuer = certificate.issuer;
+            return std::future::ready(Err(PortError::IssuerRetired { issuer }));
+        }
+        claims.remove(&certificate.device_id);
         let mut certificates = lock(&self.certificates);
         for c in certificates
             .iter_mut()
@@ -80,7 +140,7 @@ impl DeviceRegistry for MemoryRegistry {
             c.revoked = Some((now, RevocationReason::Superseded));
         }
         certificates.push(certificate);
-        async { Ok(()) }
+        std::future::ready(Ok(()))
     }
 }
 
@@ -112,6 +172,9 @@ impl AuditLog for MemoryRegistry {
 #[derive(Debug, Default)]
 pub struct CountingAuthority {
     issued: AtomicU64,
+    calls: AtomicU64,
+    /// The issuer it names (`test-ca` when unset): a test "rotates" it by setting another.
+    pub issuer: Mutex<Option<String>>,
     /// idempotency key -> (serial, when first used)
     by_idempotency_key: Mutex<HashMap<String, (u64, UnixTime)>>,
     /// When set, `issue` fails as a throttled CA does.
@@ -127,6 +190,11 @@ impl CountingAuthority {
     pub fn minted(&self) -> u64 {
         self.issued.load(Ordering::SeqCst)
     }
+
+    /// How many times `issue` was called (the CA capacity spent).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 impl CertificateAuthority for CountingAuthority {
@@ -137,6 +205,10 @@ impl CertificateAuthority for CountingAuthority {
         profile: &IssuanceProfile,
         now: UnixTime,
     ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let issuer = lock(&self.issuer)
+            .clone()
+            .unwrap_or_else(|| "test-ca".into());
         let result = if self.unavailable.load(Ordering::SeqCst) {
             Err(PortError::Unavailable {
                 what: "the test CA".into(),
@@ -157,7 +229,7 @@ impl CertificateAuthority for CountingAuthority {
                 der: format!("{}/{serial}", request.device_id).into_bytes(),
                 pem: format!("CERT {} #{serial}\n", request.device_id),
                 serial: format!("{serial:032x}"),
-                issuer: "test-ca".into(),
+                issuer,
                 not_before,
                 not_after,
             })

@@ -141,6 +141,7 @@ fn harness() -> Harness {
             rate_limit: IssuanceRateLimit { per_hour: 0 },
             failures_per_minute: 0,
             endpoint: "127.0.0.1:8883".into(),
+            claim_wait: provisioner_service::flow::FlowSettings::DEFAULT_CLAIM_WAIT,
         },
     );
     let context = AdminContext::new(Arc::new(

@@ -127,6 +127,7 @@ async fn deploy_with_store(
         rate_limit: IssuanceRateLimit { per_hour: 10 },
         failures_per_minute: 100,
         endpoint: "iot.example:8883".into(),
+        claim_wait: provisioner_service::flow::FlowSettings::DEFAULT_CLAIM_WAIT,
     };
     let api = Arc::new(DeviceApi {
         provisioner: Provisioner::new(ports, flow),

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
 
+#[path = "support/claimed.rs"]
+mod claimed;
+use claimed::RecordClaimed;
+
 use std::process::Command;
 
 use provisioner_core::{
@@ -73,7 +77,7 @@ async fn an_interrupted_rotation_is_resumed_not_repeated_and_revokes_everything_
     for n in 0..3 {
         let record = certificate(&format!("c{n}"), &key, &init.id, n);
         registry
-            .record_issuance(record, vec![], NOW + n)
+            .record_claimed(record, vec![], NOW + n)
             .await
             .unwrap();
     }

@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
 
+#[path = "support/claimed.rs"]
+mod claimed;
+use claimed::RecordClaimed;
+
 use std::path::Path;
 
 use provisioner_core::{
@@ -138,13 +142,13 @@ async fn a_recorded_issuance_supersedes_the_previous_certificates_in_the_same_co
     let dir = tempfile::tempdir().unwrap();
     let (registry, key) = registry_with_device(dir.path());
     registry
-        .record_issuance(certificate("a", "dev-1", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("a", "dev-1", &key, NOW), vec![], NOW)
         .await
         .unwrap();
 
     // when a new certificate is recorded superseding it
     registry
-        .record_issuance(
+        .record_claimed(
             certificate("b", "dev-1", &key, NOW + 10),
             vec!["a".into()],
             NOW + 10,
@@ -181,7 +185,7 @@ async fn a_failed_issuance_leaves_the_superseded_certificates_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, key) = registry_with_device(dir.path());
     registry
-        .record_issuance(certificate("a", "dev-1", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("a", "dev-1", &key, NOW), vec![], NOW)
         .await
         .unwrap();
 
@@ -199,7 +203,7 @@ async fn a_failed_issuance_leaves_the_superseded_certificates_untouched() {
     );
     assert_eq!(clash.unwrap().imported, 1);
     let error = registry
-        .record_issuance(
+        .record_claimed(
             certificate("a", "dev-2", &key, NOW + 5),
             vec!["a".into()],
             NOW + 5,
@@ -220,17 +224,17 @@ async fn an_issuance_for_an_unknown_device_is_refused_and_recording_twice_is_har
     let (registry, key) = registry_with_device(dir.path());
 
     let error = registry
-        .record_issuance(certificate("x", "nobody", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("x", "nobody", &key, NOW), vec![], NOW)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("nobody"), "{error}");
 
     let record = certificate("a", "dev-1", &key, NOW);
     registry
-        .record_issuance(record.clone(), vec![], NOW)
+        .record_claimed(record.clone(), vec![], NOW)
         .await
         .unwrap();
-    registry.record_issuance(record, vec![], NOW).await.unwrap();
+    registry.record_claimed(record, vec![], NOW).await.unwrap();
     assert_eq!(
         registry
             .certificates_of("dev-1", i64::MIN)
@@ -261,7 +265,7 @@ async fn concurrent_issuances_are_all_durable() {
             for n in 0..40 {
                 let id = format!("{device}-cert-{n}");
                 registry
-                    .record_issuance(certificate(&id, &device, &key, NOW + n), previous, NOW + n)
+                    .record_claimed(certificate(&id, &device, &key, NOW + n), previous, NOW + n)
                     .await
                     .unwrap();
                 registry
@@ -489,7 +493,7 @@ async fn revoking_reports_unknown_ids_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, key) = registry_with_device(dir.path());
     registry
-        .record_issuance(certificate("a", "dev-1", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("a", "dev-1", &key, NOW), vec![], NOW)
         .await
         .unwrap();
 
@@ -545,7 +549,7 @@ async fn a_rotation_cascade_revokes_in_batches_and_resumes() {
     for d in 0..5 {
         let device = format!("dev-{d}");
         registry
-            .record_issuance(
+            .record_claimed(
                 certificate(&format!("c{d}"), &device, &key, NOW),
                 vec![],
                 NOW,
@@ -555,7 +559,7 @@ async fn a_rotation_cascade_revokes_in_batches_and_resumes() {
     }
     let mut other = certificate("other", "dev-0", &key, NOW);
     other.issuer = "ca-2".into();
-    registry.record_issuance(other, vec![], NOW).await.unwrap();
+    registry.record_claimed(other, vec![], NOW).await.unwrap();
     registry
         .record_ca("ca-1", "PEM1", CaState::Current, NOW)
         .await
@@ -621,13 +625,13 @@ async fn certificates_are_listed_by_device_status_and_issuer() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, key) = registry_with_device(dir.path());
     registry
-        .record_issuance(certificate("a", "dev-1", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("a", "dev-1", &key, NOW), vec![], NOW)
         .await
         .unwrap();
     let mut b = certificate("b", "dev-1", &key, NOW + 1);
     b.issuer = "ca-2".into();
     registry
-        .record_issuance(b, vec!["a".into()], NOW + 1)
+        .record_claimed(b, vec!["a".into()], NOW + 1)
         .await
         .unwrap();
 
@@ -668,7 +672,7 @@ async fn registering_a_thing_attaches_the_policy_and_the_principal_once() {
     let (registry, key) = registry_with_device(dir.path());
     let a = certificate("a", "dev-1", &key, NOW);
     registry
-        .record_issuance(a.clone(), vec![], NOW)
+        .record_claimed(a.clone(), vec![], NOW)
         .await
         .unwrap();
 
@@ -757,7 +761,7 @@ async fn a_write_blocked_by_an_import_in_progress_is_unavailable_not_lost() {
     // when a certificate is recorded meanwhile
     let key = new_key();
     let error = registry
-        .record_issuance(certificate("a", "dev-1", &key, NOW), vec![], NOW)
+        .record_claimed(certificate("a", "dev-1", &key, NOW), vec![], NOW)
         .await
         .unwrap_err();
 
@@ -829,7 +833,7 @@ async fn certificates_are_paged_newest_first() {
     let (registry, key) = registry_with_device(dir.path());
     for (id, at) in [("a", NOW), ("b", NOW + 1), ("c", NOW + 1), ("d", NOW + 2)] {
         registry
-            .record_issuance(certificate(id, "dev-1", &key, at), vec![], at)
+            .record_claimed(certificate(id, "dev-1", &key, at), vec![], at)
             .await
             .unwrap();
     }
@@ -991,7 +995,7 @@ fn bench_issuance_throughput() {
                     );
                     record.certificate_pem.clone_from(&pem);
                     registry
-                        .record_issuance(record.clone(), supersede, NOW + n)
+                        .record_claimed(record.clone(), supersede, NOW + n)
                         .await
                         .unwrap();
                     registry.register(&device, &record).await.unwrap();

@@ -173,6 +173,7 @@ pub fn flow_settings(failures_per_minute: u32) -> FlowSettings {
         rate_limit: IssuanceRateLimit { per_hour: 10 },
         failures_per_minute,
         endpoint: "a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883".into(),
+        claim_wait: provisioner_service::flow::FlowSettings::DEFAULT_CLAIM_WAIT,
     }
 }
 

@@ -124,6 +124,14 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Binds, initialises a fresh data directory, and serves until SIGINT or SIGTERM.
     pub async fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
+        if self.renew_within_days >= self.validity_days {
+            // The proof of possession has no freshness: anyone who saw a CSR can resend it.
+            tracing::warn!(
+                renew_within_days = self.renew_within_days,
+                validity_days = self.validity_days,
+                "--renew-within-days is at least --validity-days: every request renews, so a replayed CSR revokes the device's current certificate"
+            );
+        }
         // A wrong JWT or sign-in setting stops us before anything listens or is created.
         let jwt = self.admin_jwt_validator()?;
         let sign_in = self.hosted_sign_in()?;
@@ -262,6 +270,7 @@ impl ServeArgs {
             },
             failures_per_minute: self.failed_rate_limit,
             endpoint: self.mqtt_endpoint.clone(),
+            claim_wait: FlowSettings::DEFAULT_CLAIM_WAIT,
         }
     }
 

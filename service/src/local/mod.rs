@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod authority;
+mod claims;
 pub mod datadir;
 pub mod operations;
 pub mod registry;
@@ -119,11 +120,14 @@ pub fn initialise(data_dir: &DataDir) -> Result<Initialised, LocalError> {
     Ok(created)
 }
 
+/// When the `current` file was written, and its inode.
+type Stamp = (Option<SystemTime>, u64);
+
 /// The current issuing CA, followed across rotations: `provisioner ca rotate` (another
 /// process) switches the `current` file, and the next issuance uses the new CA.
 pub struct CurrentAuthority {
     ca_dir: PathBuf,
-    loaded: RwLock<(Option<SystemTime>, Arc<LocalAuthority>)>,
+    loaded: RwLock<(Option<Stamp>, Arc<LocalAuthority>)>,
 }
 
 impl std::fmt::Debug for CurrentAuthority {
@@ -148,10 +152,13 @@ impl CurrentAuthority {
         })
     }
 
-    fn stamp(ca_dir: &std::path::Path) -> Option<SystemTime> {
-        std::fs::metadata(ca_dir.join("current"))
-            .and_then(|m| m.modified())
-            .ok()
+    /// The `current` file's identity: a rotation replaces it by a rename, so the inode
+    /// changes even when the modification time, at the file system's granularity, does
+    /// not (the registry refusing the retired CA's certificate must find the new CA here).
+    fn stamp(ca_dir: &std::path::Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(ca_dir.join("current")).ok()?;
+        Some((metadata.modified().ok(), metadata.ino()))
     }
 
     /// The CA to use now, reloaded if the `current` file changed since it was loaded.

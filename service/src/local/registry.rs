@@ -42,9 +42,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use provisioner_core::{
-    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, Device, DeviceKey, DeviceRegistry,
-    PortError, RevocationReason, ThingRegistry, UnixTime,
+    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, ClaimOutcome, Device, DeviceKey,
+    DeviceRegistry, IssuanceClaim, PortError, RevocationReason, ThingRegistry, UnixTime,
 };
+
+use super::claims;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -59,7 +61,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const READER_POOL: usize = 4;
 
 /// Schema migrations: entry `n` takes the database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     "
     CREATE TABLE devices (
@@ -138,6 +140,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX certificates_by_issued_at ON certificates (issued_at, certificate_id);
     CREATE INDEX audit_by_device ON audit (device_id, id);
     ",
+    // 3: the per-device issuance claims (see `claims`).
+    super::claims::MIGRATION,
 ];
 
 pub use crate::import::{
@@ -192,6 +196,18 @@ pub enum RegistryError {
         /// The device it is recorded for.
         recorded_for: String,
     },
+    /// Another request took the device's issuance claim (see [`DeviceRegistry::record_issuance`]).
+    #[error("the issuance claim on device {device_id:?} was taken by another request")]
+    ClaimLost {
+        /// The device.
+        device_id: String,
+    },
+    /// The certificate's issuer is a CA the registry holds as no longer current.
+    #[error("the issuing CA {issuer:?} is no longer current (a rotation retired it)")]
+    IssuerRetired {
+        /// The CA's id.
+        issuer: String,
+    },
     /// No rotation job has this id.
     #[error("no CA rotation job {0} in the registry")]
     UnknownRotationJob(i64),
@@ -240,6 +256,8 @@ impl From<RegistryError> for PortError {
                 what: "the device registry".into(),
                 retry_after_secs: 1,
             },
+            RegistryError::ClaimLost { device_id } => PortError::ClaimLost { device_id },
+            RegistryError::IssuerRetired { issuer } => PortError::IssuerRetired { issuer },
             other => PortError::Internal(other.to_string()),
         }
     }
@@ -1311,14 +1329,43 @@ impl DeviceRegistry for SqliteRegistry {
         Ok(self.read_now(move |c| query_certificate(c, &id))?)
     }
 
+    /// One write through the writer thread: a conditional upsert of the claim row.
+    async fn claim_issuance(
+        &self,
+        device_id: &str,
+        holder: &str,
+        now: UnixTime,
+        ttl_secs: i64,
+    ) -> Result<ClaimOutcome, PortError> {
+        let (id, holder) = (device_id.to_owned(), holder.to_owned());
+        Ok(self
+            .write(move |c| claims::take(c, &id, &holder, now, ttl_secs))
+            .await?)
+    }
+
+    async fn release_claim(&self, claim: &IssuanceClaim) -> Result<(), PortError> {
+        let claim = claim.clone();
+        self.write(move |c| claims::release(c, &claim)).await?;
+        Ok(())
+    }
+
+    /// The claim's check and release, the issuer's check, the insert and the superseding
+    /// run in one savepoint of the writer's transaction: a `ca rotate` in another process
+    /// either commits before it (the record is refused) or after it (its cascade, which
+    /// reads after switching the CA's state, revokes the certificate).
     async fn record_issuance(
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> Result<(), PortError> {
-        self.write(move |c| insert_issuance(c, &certificate, &supersede, now))
-            .await?;
+        let claim = claim.clone();
+        self.write(move |c| {
+            claims::check_and_release(c, &claim, &certificate.issuer)?;
+            insert_issuance(c, &certificate, &supersede, now)
+        })
+        .await?;
         Ok(())
     }
 }
