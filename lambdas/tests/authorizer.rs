@@ -10,7 +10,8 @@ use aws_lambda_events::iam::IamPolicyEffect;
 use common::*;
 use lambda_runtime::Diagnostic;
 use provisioner_core::{
-    CertificateRecord, CsrVerifier, Device, DeviceRegistry, PortError, UnixTime,
+    CertificateRecord, ClaimOutcome, CsrVerifier, Device, DeviceRegistry, IssuanceClaim, PortError,
+    UnixTime,
 };
 use provisioner_lambdas::authorizer::{Authorizer, AuthorizerError, AuthorizerResponse};
 use provisioner_lambdas::origin::OriginSecret;
@@ -258,10 +259,23 @@ impl DeviceRegistry for FailingRegistry {
     async fn certificate(&self, _: &str) -> Result<Option<CertificateRecord>, PortError> {
         unreachable!("the authorizer reads devices only")
     }
+    async fn claim_issuance(
+        &self,
+        _: &str,
+        _: &str,
+        _: UnixTime,
+        _: i64,
+    ) -> Result<ClaimOutcome, PortError> {
+        unreachable!("the authorizer issues nothing")
+    }
+    async fn release_claim(&self, _: &IssuanceClaim) -> Result<(), PortError> {
+        unreachable!("the authorizer issues nothing")
+    }
     async fn record_issuance(
         &self,
         _: CertificateRecord,
         _: Vec<String>,
+        _: &IssuanceClaim,
         _: UnixTime,
     ) -> Result<(), PortError> {
         unreachable!("the authorizer writes no certificates")

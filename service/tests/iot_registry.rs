@@ -16,13 +16,17 @@
 #![cfg(all(feature = "aws", feature = "local"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
 
+#[path = "support/claimed.rs"]
+mod claimed;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_iot::types::CertificateStatus as IotStatus;
+use claimed::RecordClaimed;
 use provisioner_core::{
     CertificateAuthority, CertificateRecord, CertificateStatus, CsrPolicy, CsrVerifier, DeviceKey,
-    DeviceRegistry, IssuanceProfile, ManifestRecord, PortError, ThingRegistry,
+    IssuanceProfile, ManifestRecord, PortError, ThingRegistry,
 };
 use provisioner_service::aws::config::AwsSettings;
 use provisioner_service::aws::dynamodb::{
@@ -206,7 +210,7 @@ impl World {
         };
         let supersede = supersede.iter().map(|c| c.certificate_id.clone()).collect();
         self.registry
-            .record_issuance(record.clone(), supersede, NOW)
+            .record_claimed(record.clone(), supersede, NOW)
             .await
             .unwrap();
         record
@@ -822,7 +826,7 @@ async fn iot_core_mode_signs_in_iot_core_and_the_registry_only_attaches() {
     };
     world
         .registry
-        .record_issuance(record.clone(), vec![], NOW)
+        .record_claimed(record.clone(), vec![], NOW)
         .await
         .unwrap();
     things.register(&device_id, &record).await.unwrap();
