@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use rcgen::PublicKeyData;
 use serde_json::Value;
 use support::{assert_exit, json, provisioner};
 

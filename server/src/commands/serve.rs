@@ -35,7 +35,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PROVISIONER_VALIDITY_DAYS", default_value_t = 365)]
     validity_days: u32,
     /// A request within this many days of the current certificate's expiry gets a new one
-    /// (a value at or above the validity makes every request issue).
+    /// (a value at or above the validity makes every request issue, and a replayed CSR
+    /// revoke the device's current certificate: serve warns at start-up).
     #[arg(long, env = "PROVISIONER_RENEW_WITHIN_DAYS", default_value_t = 30)]
     renew_within_days: u32,
     /// New certificates per device per hour (0 = no limit).
