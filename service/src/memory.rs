@@ -179,6 +179,9 @@ pub struct CountingAuthority {
     by_idempotency_key: Mutex<HashMap<String, (u64, UnixTime)>>,
     /// When set, `issue` fails as a throttled CA does.
     pub unavailable: std::sync::atomic::AtomicBool,
+    /// Milliseconds each signing takes, as a real CA's does: races between requests need
+    /// the time between the registry read and the record to be more than an instant.
+    pub signing_millis: AtomicU64,
 }
 
 impl CountingAuthority {
@@ -234,7 +237,13 @@ impl CertificateAuthority for CountingAuthority {
                 not_after,
             })
         };
-        async move { result }
+        let delay = std::time::Duration::from_millis(self.signing_millis.load(Ordering::SeqCst));
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            result
+        }
     }
 
     async fn chain_pem(&self) -> Result<String, PortError> {
