@@ -17,25 +17,21 @@ pub trait RecordClaimed {
 }
 
 impl<R: DeviceRegistry> RecordClaimed for R {
-    fn record_claimed(
+    async fn record_claimed(
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
         now: UnixTime,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        async move {
-            let holder = format!("test-{}", certificate.certificate_id);
-            let claim = match self
-                .claim_issuance(&certificate.device_id, &holder, now, 120)
-                .await?
-            {
-                ClaimOutcome::Claimed(claim) => claim,
-                ClaimOutcome::Held { until } => {
-                    panic!("the device's claim is held until {until}")
-                }
-            };
-            self.record_issuance(certificate, supersede, &claim, now)
-                .await
-        }
+    ) -> Result<(), PortError> {
+        let holder = format!("test-{}", certificate.certificate_id);
+        let claim = match self
+            .claim_issuance(&certificate.device_id, &holder, now, 120)
+            .await?
+        {
+            ClaimOutcome::Claimed(claim) => claim,
+            ClaimOutcome::Held { until } => panic!("the device's claim is held until {until}"),
+        };
+        self.record_issuance(certificate, supersede, &claim, now)
+            .await
     }
 }
