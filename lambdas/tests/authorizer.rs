@@ -10,8 +10,7 @@ use aws_lambda_events::iam::IamPolicyEffect;
 use common::*;
 use lambda_runtime::Diagnostic;
 use provisioner_core::{
-    CertificateRecord, ClaimOutcome, CsrVerifier, Device, DeviceRegistry, IssuanceClaim, PortError,
-    UnixTime,
+    CertificateRecord, CsrVerifier, Device, DeviceRegistry, PortError, UnixTime,
 };
 use provisioner_lambdas::authorizer::{Authorizer, AuthorizerError, AuthorizerResponse};
 use provisioner_lambdas::origin::OriginSecret;
@@ -265,17 +264,17 @@ impl DeviceRegistry for FailingRegistry {
         _: &str,
         _: UnixTime,
         _: i64,
-    ) -> Result<ClaimOutcome, PortError> {
+    ) -> Result<provisioner_core::ClaimOutcome, PortError> {
         unreachable!("the authorizer issues nothing")
     }
-    async fn release_claim(&self, _: &IssuanceClaim) -> Result<(), PortError> {
+    async fn release_claim(&self, _: &provisioner_core::IssuanceClaim) -> Result<(), PortError> {
         unreachable!("the authorizer issues nothing")
     }
     async fn record_issuance(
         &self,
         _: CertificateRecord,
         _: Vec<String>,
-        _: &IssuanceClaim,
+        _: &provisioner_core::IssuanceClaim,
         _: UnixTime,
     ) -> Result<(), PortError> {
         unreachable!("the authorizer writes no certificates")

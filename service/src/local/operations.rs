@@ -196,6 +196,11 @@ async fn finish_cascade(
     now: UnixTime,
     progress: &mut impl FnMut(u64),
 ) -> Result<RotationOutcome, LocalError> {
+    // The order holds invariant 4 against a `serve` in another process without one
+    // transaction for all: once the state switch commits, the issuance record refuses
+    // the old CA's certificates (it checks the `cas` state in the writer's transaction);
+    // every one recorded before it is ACTIVE by then, and the cascade, which reads after
+    // the switch and runs until none is left, revokes it.
     record_ca_states(data_dir, registry, &job, now).await?;
     cascade(
         registry,
