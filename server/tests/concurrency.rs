@@ -321,3 +321,48 @@ async fn a_rotation_under_load_leaves_nothing_active_under_the_retired_ca() {
         recorded.len()
     );
 }
+
+/// The lines `serve` writes to stderr within `wait`, started with `extra`.
+fn serve_stderr(data_dir: &Path, extra: &[&str], wait: Duration) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("PROVISIONER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("listening on "), "{first:?}");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    std::thread::sleep(wait);
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    received.try_iter().collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn serve_warns_when_every_request_renews_and_not_with_the_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warned = serve_stderr(
+        &tmp.path().join("a"),
+        &["--validity-days", "30", "--renew-within-days", "30"],
+        Duration::from_secs(2),
+    );
+    assert!(
+        warned.contains("every request renews") && warned.contains("replayed CSR"),
+        "{warned}"
+    );
+    let quiet = serve_stderr(&tmp.path().join("b"), &[], Duration::from_secs(2));
+    assert!(!quiet.contains("every request renews"), "{quiet}");
+}
