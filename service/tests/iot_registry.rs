@@ -846,16 +846,29 @@ async fn certificates_of_ca(iot: &aws_sdk_iot::Client, ca_id: &str) -> Vec<Strin
         .collect()
 }
 
+/// Every certificate id in the region, page after page (a moto shared with the other AWS
+/// tests holds hundreds).
 async fn certificate_ids(iot: &aws_sdk_iot::Client) -> Vec<String> {
-    iot.list_certificates()
-        .page_size(250)
-        .send()
-        .await
-        .unwrap()
-        .certificates()
-        .iter()
-        .filter_map(|c| c.certificate_id().map(str::to_owned))
-        .collect()
+    let mut ids = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = iot
+            .list_certificates()
+            .page_size(250)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        ids.extend(
+            page.certificates()
+                .iter()
+                .filter_map(|c| c.certificate_id().map(str::to_owned)),
+        );
+        match page.next_marker() {
+            Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+            _ => return ids,
+        }
+    }
 }
 
 fn subject_cn_is(pem: &str, device_id: &str) -> bool {
