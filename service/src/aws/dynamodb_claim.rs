@@ -22,7 +22,8 @@
 //! - Recording an issuance ([`DeviceRegistry::record_issuance`]) releases it inside the
 //!   issuance's `TransactWriteItems`, with the condition that the holder still holds it
 //!   (expired but not taken by another is fine): a holder whose claim lapsed and was
-//!   taken records nothing and gets [`PortError::ClaimLost`].
+//!   taken records nothing and gets
+//!   [`PortError::ClaimLost`](provisioner_core::PortError::ClaimLost).
 //!
 //! # Why the recent certificates are on the device item
 //!
