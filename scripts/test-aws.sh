@@ -43,6 +43,9 @@ cargo test -p provisioner-service --features aws --test acm_pca_authority --lock
 cargo test -p provisioner-service --features aws --test aws_ca --locked
 cargo clippy -p provisioner --features aws --all-targets --locked -- -D warnings
 cargo test -p provisioner --features aws --test aws_cli --locked
+# Dozens of identical POST /new racing against `serve --backend aws`, and a CA rotation
+# while devices renew (issue 11's invariants 1, 2 and 4 on AWS).
+cargo test -p provisioner --features aws --test aws_race --locked
 cargo test -p provisioner-service --features aws --test iot_registry --locked
 cargo test -p provisioner-service --features aws --test s3_retrieval --locked
 cargo test -p provisioner-service --features aws --test aws_flow --locked

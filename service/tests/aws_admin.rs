@@ -26,6 +26,7 @@ use aws_sdk_iot::types::CertificateStatus as IotStatus;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use claimed::RecordClaimed;
 use http_body_util::BodyExt;
 use provisioner_core::{
     CertificateRecord, CertificateStatus, CsrVerifier, DeviceRegistry, ManifestRecord,
@@ -53,6 +54,8 @@ const REGIONS: [&str; 2] = [SERVING, OTHER];
 const NOW: i64 = 1_800_000_000;
 const TOKEN: &str = "aws-admin-test-token-0123456789abcdef";
 
+#[path = "support/claimed.rs"]
+mod claimed;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -250,7 +253,7 @@ impl World {
             certificate_pem: pem_of("CERTIFICATE", &der),
         };
         self.registry
-            .record_issuance(record.clone(), Vec::new(), NOW)
+            .record_claimed(record.clone(), Vec::new(), NOW)
             .await
             .unwrap();
         things.register(&device_id, &record).await.unwrap();

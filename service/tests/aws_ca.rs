@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use aws_sdk_acmpca::primitives::Blob;
 use aws_sdk_acmpca::types::{SigningAlgorithm, Validity, ValidityPeriodType};
+use claimed::RecordClaimed;
 use provisioner_core::{
     CertificateRecord, CertificateStatus, CsrPolicy, CsrVerifier, DeviceRegistry, IssuanceProfile,
     ManifestRecord, PortError, RevocationReason,
@@ -42,6 +43,8 @@ use sha2::{Digest, Sha256};
 const NOW: i64 = 1_800_000_000;
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
+#[path = "support/claimed.rs"]
+mod claimed;
 #[path = "support/moto.rs"]
 mod moto;
 use moto::endpoint;
@@ -318,7 +321,7 @@ async fn issue_devices(f: &Fixture, ca: &str, n: usize, tag: &str) -> Vec<Certif
         };
         assert_eq!(record.issuer, ca_id(ca));
         f.registry
-            .record_issuance(record.clone(), Vec::new(), NOW)
+            .record_claimed(record.clone(), Vec::new(), NOW)
             .await
             .unwrap();
         records.push(record);

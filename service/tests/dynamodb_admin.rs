@@ -14,6 +14,8 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
 
+#[path = "support/claimed.rs"]
+mod claimed;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -26,6 +28,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
+use claimed::RecordClaimed;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use provisioner_core::{
     AuditEvent, AuditLog, CertificateRecord, CertificateStatus, Curve, DeviceKey, DeviceRegistry,
@@ -333,7 +336,7 @@ async fn registry_with_certificates() -> DynamoDbRegistry {
                 issuer,
                 NOW + 10 * i,
             );
-            registry.record_issuance(c, vec![], NOW).await.unwrap();
+            registry.record_claimed(c, vec![], NOW).await.unwrap();
         }
     }
     for id in ["c-0-1", "c-0-4"] {
@@ -494,7 +497,7 @@ async fn a_certificate_is_revoked_once_and_its_first_revocation_stands() {
     let registry = registry_with(&ids("dev-", 1)).await;
     for (id, at) in [("c1", NOW), ("c2", NOW + 1)] {
         registry
-            .record_issuance(certificate(id, "dev-0", "ca-1", at), vec![], at)
+            .record_claimed(certificate(id, "dev-0", "ca-1", at), vec![], at)
             .await
             .unwrap();
     }

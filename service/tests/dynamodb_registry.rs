@@ -10,12 +10,20 @@
 use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, KeyType};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use provisioner_core::{
-    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, Curve, DeviceKey, DeviceRegistry,
-    ManifestReader, ManifestRecord, PortError, RevocationReason, UnixTime,
+    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, ClaimOutcome, Curve, DeviceKey,
+    DeviceRegistry, IssuanceClaim, ManifestReader, ManifestRecord, PortError, RevocationReason,
+    UnixTime,
 };
 use provisioner_service::aws::dynamodb::{
     DynamoDbRegistry, DynamoDbTables, ImportItem, ImportOptions, ImportSummary, BY_DEVICE_INDEX,
 };
+
+#[path = "dynamodb_registry/claims.rs"]
+mod claims;
+#[path = "dynamodb_registry/contract.rs"]
+mod contract;
+#[path = "support/registry_contract.rs"]
+mod registry_contract;
 
 const NOW: i64 = 1_800_000_000;
 
@@ -128,6 +136,36 @@ async fn ids_of(registry: &DynamoDbRegistry, device_id: &str, since: UnixTime) -
 const ACTIVE: (CertificateStatus, Option<(UnixTime, RevocationReason)>) =
     (CertificateStatus::Active, None);
 
+/// A holder name of its own, as the flow makes one per request.
+fn holder() -> String {
+    format!("holder-{:016x}", rand::random::<u64>())
+}
+
+/// `device_id`'s claim for a new holder; the test fails if another holds it.
+async fn claim(registry: &DynamoDbRegistry, device_id: &str, now: UnixTime) -> IssuanceClaim {
+    match registry
+        .claim_issuance(device_id, &holder(), now, 30)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        held => panic!("{device_id} is held: {held:?}"),
+    }
+}
+
+/// Records `certificate` as the flow does: under its device's claim, taken just before.
+async fn issue(
+    registry: &DynamoDbRegistry,
+    certificate: CertificateRecord,
+    supersede: Vec<String>,
+    now: UnixTime,
+) -> Result<(), PortError> {
+    let claim = claim(registry, &certificate.device_id, now).await;
+    registry
+        .record_issuance(certificate, supersede, &claim, now)
+        .await
+}
+
 // --- tables ---------------------------------------------------------------------
 
 #[tokio::test]
@@ -200,15 +238,13 @@ async fn missing_tables_are_an_internal_error_that_names_the_failure_not_the_cre
 async fn record_issuance_records_the_new_certificate_and_revokes_the_superseded_together() {
     // given dev-0 with an ACTIVE certificate c1
     let registry = registry_with_devices(1).await;
-    registry
-        .record_issuance(certificate("c1", "dev-0", NOW), vec![], NOW)
+    issue(&registry, certificate("c1", "dev-0", NOW), vec![], NOW)
         .await
         .unwrap();
     assert_eq!(status(&registry, "c1").await, ACTIVE);
     // when c2 is recorded superseding c1
     let c2 = certificate("c2", "dev-0", NOW + 10);
-    registry
-        .record_issuance(c2.clone(), vec!["c1".into()], NOW + 10)
+    issue(&registry, c2.clone(), vec!["c1".into()], NOW + 10)
         .await
         .unwrap();
     // then c2 reads back as recorded and c1 is revoked (superseded, at that time)
@@ -227,23 +263,21 @@ async fn record_issuance_records_the_new_certificate_and_revokes_the_superseded_
 async fn a_certificate_id_recorded_for_another_device_fails_and_supersedes_nothing() {
     // given x recorded for dev-1, and dev-0 with an ACTIVE c1
     let registry = registry_with_devices(2).await;
-    registry
-        .record_issuance(certificate("x", "dev-1", NOW), vec![], NOW)
+    issue(&registry, certificate("x", "dev-1", NOW), vec![], NOW)
         .await
         .unwrap();
-    registry
-        .record_issuance(certificate("c1", "dev-0", NOW), vec![], NOW)
+    issue(&registry, certificate("c1", "dev-0", NOW), vec![], NOW)
         .await
         .unwrap();
     // when x is recorded for dev-0, superseding c1
-    let error = registry
-        .record_issuance(
-            certificate("x", "dev-0", NOW + 10),
-            vec!["c1".into()],
-            NOW + 10,
-        )
-        .await
-        .unwrap_err();
+    let error = issue(
+        &registry,
+        certificate("x", "dev-0", NOW + 10),
+        vec!["c1".into()],
+        NOW + 10,
+    )
+    .await
+    .unwrap_err();
     // then the transaction fails as a whole: c1 stays ACTIVE, x stays dev-1's
     assert!(
         matches!(&error, PortError::Internal(m) if m.contains("already recorded for device \"dev-1\"")),
@@ -259,16 +293,19 @@ async fn recording_the_same_certificate_again_is_harmless_and_finishes_its_super
     // given c2 recorded for dev-0, while c1 is still ACTIVE (the revocation was lost)
     let registry = registry_with_devices(1).await;
     for id in ["c1", "c2"] {
-        registry
-            .record_issuance(certificate(id, "dev-0", NOW), vec![], NOW)
+        issue(&registry, certificate(id, "dev-0", NOW), vec![], NOW)
             .await
             .unwrap();
     }
     // when c2 is recorded again, superseding c1 (a retry)
-    registry
-        .record_issuance(certificate("c2", "dev-0", NOW), vec!["c1".into()], NOW + 5)
-        .await
-        .unwrap();
+    issue(
+        &registry,
+        certificate("c2", "dev-0", NOW),
+        vec!["c1".into()],
+        NOW + 5,
+    )
+    .await
+    .unwrap();
     // then c2 is unchanged and c1 is revoked
     assert_eq!(status(&registry, "c2").await, ACTIVE);
     assert_eq!(
@@ -281,22 +318,24 @@ async fn recording_the_same_certificate_again_is_harmless_and_finishes_its_super
 async fn superseded_ids_that_are_not_the_devices_active_certificates_are_skipped() {
     // given dev-1's ACTIVE y, and dev-0's r already revoked at NOW
     let registry = registry_with_devices(2).await;
-    registry
-        .record_issuance(certificate("y", "dev-1", NOW), vec![], NOW)
+    issue(&registry, certificate("y", "dev-1", NOW), vec![], NOW)
         .await
         .unwrap();
     for (id, supersede) in [("r", vec![]), ("c1", vec!["r".to_owned()])] {
-        registry
-            .record_issuance(certificate(id, "dev-0", NOW), supersede, NOW)
+        issue(&registry, certificate(id, "dev-0", NOW), supersede, NOW)
             .await
             .unwrap();
     }
     // when c2 supersedes c1 and also names y, r and an unknown id
     let supersede = ["c1", "y", "r", "unknown"].map(String::from).to_vec();
-    registry
-        .record_issuance(certificate("c2", "dev-0", NOW + 60), supersede, NOW + 60)
-        .await
-        .unwrap();
+    issue(
+        &registry,
+        certificate("c2", "dev-0", NOW + 60),
+        supersede,
+        NOW + 60,
+    )
+    .await
+    .unwrap();
     // then only c1 is revoked; y, r and the unknown id are left as they were
     assert_eq!(
         status(&registry, "c1").await.1,
@@ -313,9 +352,26 @@ async fn superseded_ids_that_are_not_the_devices_active_certificates_are_skipped
 
 #[tokio::test]
 async fn an_issuance_for_an_unknown_device_is_refused_and_records_nothing() {
+    // given no device "ghost"
     let registry = registry_with_devices(1).await;
+    // when its claim is asked for, then it is refused, and no device item is made
     let error = registry
-        .record_issuance(certificate("g", "ghost", NOW), vec![], NOW)
+        .claim_issuance("ghost", "h", NOW, 30)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PortError::Internal(m) if m.contains("no device \"ghost\"")),
+        "{error:?}"
+    );
+    assert_eq!(registry.device("ghost").await.unwrap(), None);
+    // and a record under a made-up claim is refused and records nothing
+    let claim = IssuanceClaim {
+        device_id: "ghost".into(),
+        holder: "h".into(),
+        expires_at: NOW + 30,
+    };
+    let error = registry
+        .record_issuance(certificate("g", "ghost", NOW), vec![], &claim, NOW)
         .await
         .unwrap_err();
     assert!(
@@ -323,6 +379,7 @@ async fn an_issuance_for_an_unknown_device_is_refused_and_records_nothing() {
         "{error:?}"
     );
     assert_eq!(registry.certificate("g").await.unwrap(), None);
+    assert_eq!(registry.device("ghost").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -331,20 +388,24 @@ async fn more_superseded_certificates_than_one_transaction_holds_are_all_revoked
     let registry = registry_with_devices(1).await;
     let old: Vec<String> = (0..150).map(|i| format!("old-{i:03}")).collect();
     for (i, id) in old.iter().enumerate() {
-        registry
-            .record_issuance(certificate(id, "dev-0", NOW + i as i64), vec![], NOW)
-            .await
-            .unwrap();
-    }
-    // when a new one supersedes them all
-    registry
-        .record_issuance(
-            certificate("new", "dev-0", NOW + 1000),
-            old.clone(),
-            NOW + 1000,
+        issue(
+            &registry,
+            certificate(id, "dev-0", NOW + i as i64),
+            vec![],
+            NOW,
         )
         .await
         .unwrap();
+    }
+    // when a new one supersedes them all
+    issue(
+        &registry,
+        certificate("new", "dev-0", NOW + 1000),
+        old.clone(),
+        NOW + 1000,
+    )
+    .await
+    .unwrap();
     // then the new one is the only ACTIVE certificate, and each old one is revoked
     assert_eq!(ids_of(&registry, "dev-0", UnixTime::MAX).await, ["new"]);
     for id in [&old[0], &old[97], &old[98], &old[149]] {
@@ -367,14 +428,12 @@ async fn registry_with_history() -> DynamoDbRegistry {
         ("c", 5000, vec![]),
         ("d", 6000, vec!["c".to_owned()]),
     ] {
-        registry
-            .record_issuance(certificate(id, "dev-0", at), supersede, at)
+        issue(&registry, certificate(id, "dev-0", at), supersede, at)
             .await
             .unwrap();
     }
     // another device's certificate, which must never show up
-    registry
-        .record_issuance(certificate("other", "dev-1", 5500), vec![], 5500)
+    issue(&registry, certificate("other", "dev-1", 5500), vec![], 5500)
         .await
         .unwrap();
     registry
@@ -818,6 +877,8 @@ mod faults {
             let response = context.response_mut();
             *response.status_mut() = self.0.try_into()?;
             response.headers_mut().remove("x-amz-crc32");
+            // The SDK reads the error's type from this header before the body.
+            response.headers_mut().remove("x-amzn-errortype");
             response
                 .headers_mut()
                 .insert("content-length", bytes.len().to_string());
@@ -950,12 +1011,18 @@ async fn a_transaction_conflict_is_unavailable() {
     });
     let conflicted = faulty_registry(
         registry.tables(),
-        faults::Refuse(400, "TransactionCanceledException", reasons),
+        claims::refuse_transactions("TransactionCanceledException", reasons),
     )
     .await;
-    // when an issuance is recorded
+    // when an issuance is recorded under the device's claim
+    let claim = claim(&registry, "dev-0", NOW).await;
     let error = conflicted
-        .record_issuance(certificate("c2", "dev-0", NOW), vec!["c1".into()], NOW)
+        .record_issuance(
+            certificate("c2", "dev-0", NOW),
+            vec!["c1".into()],
+            &claim,
+            NOW,
+        )
         .await
         .unwrap_err();
     // then the caller is told to retry

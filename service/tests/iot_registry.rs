@@ -16,13 +16,17 @@
 #![cfg(all(feature = "aws", feature = "local"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
 
+#[path = "support/claimed.rs"]
+mod claimed;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_iot::types::CertificateStatus as IotStatus;
+use claimed::RecordClaimed;
 use provisioner_core::{
     CertificateAuthority, CertificateRecord, CertificateStatus, CsrPolicy, CsrVerifier, DeviceKey,
-    DeviceRegistry, IssuanceProfile, ManifestRecord, PortError, ThingRegistry,
+    IssuanceProfile, ManifestRecord, PortError, ThingRegistry,
 };
 use provisioner_service::aws::config::AwsSettings;
 use provisioner_service::aws::dynamodb::{
@@ -206,7 +210,7 @@ impl World {
         };
         let supersede = supersede.iter().map(|c| c.certificate_id.clone()).collect();
         self.registry
-            .record_issuance(record.clone(), supersede, NOW)
+            .record_claimed(record.clone(), supersede, NOW)
             .await
             .unwrap();
         record
@@ -822,7 +826,7 @@ async fn iot_core_mode_signs_in_iot_core_and_the_registry_only_attaches() {
     };
     world
         .registry
-        .record_issuance(record.clone(), vec![], NOW)
+        .record_claimed(record.clone(), vec![], NOW)
         .await
         .unwrap();
     things.register(&device_id, &record).await.unwrap();
@@ -842,16 +846,29 @@ async fn certificates_of_ca(iot: &aws_sdk_iot::Client, ca_id: &str) -> Vec<Strin
         .collect()
 }
 
+/// Every certificate id in the region, page after page (a moto shared with the other AWS
+/// tests holds hundreds).
 async fn certificate_ids(iot: &aws_sdk_iot::Client) -> Vec<String> {
-    iot.list_certificates()
-        .page_size(250)
-        .send()
-        .await
-        .unwrap()
-        .certificates()
-        .iter()
-        .filter_map(|c| c.certificate_id().map(str::to_owned))
-        .collect()
+    let mut ids = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = iot
+            .list_certificates()
+            .page_size(250)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        ids.extend(
+            page.certificates()
+                .iter()
+                .filter_map(|c| c.certificate_id().map(str::to_owned)),
+        );
+        match page.next_marker() {
+            Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+            _ => return ids,
+        }
+    }
 }
 
 fn subject_cn_is(pem: &str, device_id: &str) -> bool {

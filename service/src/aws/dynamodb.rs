@@ -14,28 +14,38 @@
 //!
 //! | table | key | attributes |
 //! |---|---|---|
-//! | devices | `deviceId` (S) | `publicKey` (S, canonical base64 SPKI), `enabled` (BOOL), `sourceManifest` (S), `importedAt` (N) |
+//! | devices | `deviceId` (S) | `publicKey` (S, canonical base64 SPKI), `enabled` (BOOL), `sourceManifest` (S), `importedAt` (N); the issuance claim and the recent certificates ([`super::dynamodb_claim`]): `issuanceClaimHolder` (S), `issuanceClaimExpiresAt` (N), `recentCertificates` (M) |
 //! | certificates | `certificateId` (S); GSI [`BY_DEVICE_INDEX`]: `deviceId` (S) + `issuedAt` (N), all attributes | `serial`, `issuer`, `publicKey`, `notBefore`, `notAfter`, `status` (`ACTIVE`, `INACTIVE`, `REVOKED`), `revokedAt`, `revocationReason` (RFC 5280 name), `certificatePem` |
 //! | audit | `day` (S, `YYYY-MM-DD` UTC) + `eventId` (S, RFC 3339 time `#` 32 random hex digits); sparse GSI [`AUDIT_BY_DEVICE_INDEX`]: `deviceId` (S) + `eventId` (S), all attributes (events without a device id are not in it) | `at` (N), `decision`, `code`, `deviceId`, `remoteAddr`, `fingerprint`, `certificateId` (absent when none) |
 //!
 //! Times are Unix seconds. There is no separate rate-limit counter: the rate limit counts
 //! [`DeviceRegistry::certificates_of`], as with SQLite.
 //!
+//! Tables made before the issuance claim need no migration: the claim's attributes are
+//! added to a device item by its first claim, and an item without them is unclaimed.
+//!
 //! # Consistency and atomicity
 //!
 //! - [`DeviceRegistry::device`] and [`DeviceRegistry::certificate`] are strongly
 //!   consistent reads.
+//! - Issuance is serialised per device by a claim on the device item
+//!   ([`DeviceRegistry::claim_issuance`], a conditional write shared by every process and
+//!   Lambda over the tables), taken before the CA is asked and released by the issuance
+//!   record: one signing call per decision, however many requests race.
 //! - [`DeviceRegistry::certificates_of`] queries the `byDevice` index, which DynamoDB
-//!   keeps eventually consistent: a certificate recorded a moment (typically well under a
-//!   second) ago may be missing from it. At worst a device retrying at once gets a second
-//!   new certificate instead of the one just issued, and both stay ACTIVE until its next
-//!   issuance supersedes them; the rate limit may let one issuance too many through.
+//!   keeps eventually consistent, then reads again by key, strongly consistent, every
+//!   certificate the index reports ACTIVE and every one the device item lists as issued
+//!   in the last hour: a certificate recorded a moment ago, or superseded a moment ago,
+//!   is seen as it is (see [`super::dynamodb_claim`]), so the claim holder's decision and
+//!   the rate limit see every issuance before it.
 //! - The audit table's [`AUDIT_BY_DEVICE_INDEX`] (what the admin API lists one device's
 //!   events from) is eventually consistent as well: an event recorded a moment ago may
 //!   not be listed yet.
 //! - [`DeviceRegistry::record_issuance`] is one `TransactWriteItems`: the new certificate
-//!   (only if its id is not recorded yet), a check that the device exists, and each
-//!   superseded certificate set REVOKED: all or nothing. A superseded id that is not the
+//!   (only if its id is not recorded yet), the release of the claim on the device item
+//!   (conditioned on the holder still holding it: [`PortError::ClaimLost`] otherwise;
+//!   the device must exist), and each superseded certificate set REVOKED: all or
+//!   nothing. A superseded id that is not the
 //!   device's, unknown, or already revoked is skipped, as SQLite skips it (the
 //!   transaction is retried without it). Recording the same certificate for the same
 //!   device again (a retry) is harmless; for another device it is
@@ -48,7 +58,8 @@
 //! # Errors
 //!
 //! Throttling (`ThrottlingException`, `ProvisionedThroughputExceededException`,
-//! `RequestLimitExceeded`, and transaction conflicts) is
+//! `RequestLimitExceeded`), and transaction conflicts (`TransactionConflictException`,
+//! a cancelled transaction's `TransactionConflict`) are
 //! [`DynamoDbError::Unavailable`], which the ports answer as
 //! [`PortError::Unavailable`] (503, retry after 1 s), once the SDK's own retries are
 //! spent. Anything else is [`PortError::Internal`] with the SDK error's display (which
@@ -66,16 +77,16 @@ use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetad
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck,
-    CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
-    IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    PutRequest, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, Select,
-    TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
+    GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, PutRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, Select, TransactWriteItem, Update,
+    WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use provisioner_core::{
-    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, Device, DeviceKey, DeviceRegistry,
-    PortError, RevocationReason, UnixTime,
+    AuditEvent, AuditLog, CertificateRecord, CertificateStatus, ClaimOutcome, Device, DeviceKey,
+    DeviceRegistry, IssuanceClaim, PortError, RevocationReason, UnixTime,
 };
 use rand::Rng;
 use time::format_description::well_known::Rfc3339;
@@ -96,11 +107,11 @@ pub use crate::import::{
 /// DynamoDB's limit of items in one `TransactWriteItems`.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 /// DynamoDB's limit of keys in one `BatchGetItem`.
-const BATCH_GET_KEYS: usize = 100;
+pub(crate) const BATCH_GET_KEYS: usize = 100;
 /// DynamoDB's limit of requests in one `BatchWriteItem`.
 const BATCH_WRITE_ITEMS: usize = 25;
 /// Attempts at a batch whose unprocessed part keeps coming back, before giving up.
-const MAX_BATCH_ATTEMPTS: u32 = 10;
+pub(crate) const MAX_BATCH_ATTEMPTS: u32 = 10;
 /// How long [`DynamoDbRegistry::create_tables`] waits for a new table to become ACTIVE.
 const TABLE_WAIT: Duration = Duration::from_secs(300);
 /// How long it waits for the audit index added to an existing table: DynamoDB backfills
@@ -171,6 +182,10 @@ pub enum DynamoDbError {
         /// The device it is recorded for.
         recorded_for: String,
     },
+    /// Another request took the device's issuance claim after this one's lapsed: nothing
+    /// was recorded.
+    #[error("another request took the issuance claim of device {0:?}; nothing was recorded")]
+    ClaimLost(String),
     /// A device's key changed while an import replacing it ran.
     #[error("device {0:?} changed while the import ran; run the import again (it finishes what is left)")]
     ImportRaced(String),
@@ -197,6 +212,7 @@ impl From<DynamoDbError> for PortError {
                 what: "the device registry".into(),
                 retry_after_secs: 1,
             },
+            DynamoDbError::ClaimLost(device_id) => PortError::ClaimLost { device_id },
             other => PortError::Internal(other.to_string()),
         }
     }
@@ -206,7 +222,9 @@ pub(crate) fn sdk_error<E>(operation: &'static str, error: SdkError<E>) -> Dynam
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if is_throttling(error.code()) {
+    // A write to an item a transaction is changing (a claim or its release while the
+    // holder records) is refused, not queued: retry shortly, as for throttling.
+    if is_throttling(error.code()) || error.code() == Some("TransactionConflictException") {
         return DynamoDbError::Unavailable {
             operation,
             cause: error.code().unwrap_or_default().to_owned(),
@@ -218,7 +236,7 @@ where
     }
 }
 
-fn build_error(error: BuildError) -> DynamoDbError {
+pub(crate) fn build_error(error: BuildError) -> DynamoDbError {
     DynamoDbError::Sdk {
         operation: "building a request",
         message: error.to_string(),
@@ -895,18 +913,32 @@ impl DynamoDbRegistry {
         &self,
         certificate: &CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> Result<(), DynamoDbError> {
+        // Read under the claim: no other holder writes the list until the transaction
+        // below releases it (its condition checks the claim is still this holder's).
+        let recent = self.recent_certificates(&certificate.device_id).await?;
+        let release = self.release_in_transaction(claim, certificate, &recent, now)?;
         let mut distinct = HashSet::new();
         let supersede: Vec<String> = supersede
             .into_iter()
             .filter(|id| *id != certificate.certificate_id && distinct.insert(id.clone()))
             .collect();
-        // The certificate and the device check take two of the first transaction's items.
+        // The certificate and the claim's release take two of the first transaction's items.
         let first = supersede.len().min(MAX_TRANSACTION_ITEMS - 2);
         let (first, rest) = supersede.split_at(first);
-        self.issuance_transaction(Some(certificate), first, &certificate.device_id, now)
+        let still_claimed = self
+            .issuance_transaction(
+                Some((certificate, claim, release)),
+                first,
+                &certificate.device_id,
+                now,
+            )
             .await?;
+        if still_claimed {
+            self.drop_claim(claim).await?;
+        }
         for chunk in rest.chunks(MAX_TRANSACTION_ITEMS) {
             self.issuance_transaction(None, chunk, &certificate.device_id, now)
                 .await?;
@@ -914,31 +946,36 @@ impl DynamoDbRegistry {
         Ok(())
     }
 
-    /// One `TransactWriteItems`: `certificate` (if given) with the device check, and the
-    /// revocation of `supersede`. A cancelled transaction is retried without the items
-    /// SQLite would skip (a certificate already recorded for this device, a superseded id
-    /// that is not this device's ACTIVE certificate); every retry has fewer items.
+    /// One `TransactWriteItems`: `certificate` (if given) with the release of its claim
+    /// (`release`, conditioned on the claim's holder), and the revocation of `supersede`.
+    /// A cancelled transaction is retried without the items SQLite would skip (a
+    /// certificate already recorded for this device, and with it the claim that record
+    /// released; a superseded id that is not this device's ACTIVE certificate); every
+    /// retry has fewer items. True when the certificate was found recorded already while
+    /// the claim is still held (a holder recording again under a new claim): the caller
+    /// releases it.
     async fn issuance_transaction(
         &self,
-        certificate: Option<&CertificateRecord>,
+        certificate: Option<(&CertificateRecord, &IssuanceClaim, TransactWriteItem)>,
         supersede: &[String],
         device_id: &str,
         now: UnixTime,
-    ) -> Result<(), DynamoDbError> {
+    ) -> Result<bool, DynamoDbError> {
         let mut certificate = certificate;
+        let mut still_claimed = false;
         let mut pending: Vec<&str> = supersede.iter().map(String::as_str).collect();
         loop {
             let lead = if certificate.is_some() { 2 } else { 0 };
             let mut items = Vec::with_capacity(lead + pending.len());
-            if let Some(record) = certificate {
+            if let Some((record, _, release)) = &certificate {
                 items.push(self.put_certificate(record)?);
-                items.push(self.check_device(device_id)?);
+                items.push(release.clone());
             }
             for id in &pending {
                 items.push(self.revoke_superseded(id, device_id, now)?);
             }
             if items.is_empty() {
-                return Ok(());
+                return Ok(still_claimed);
             }
             let error = match self
                 .client
@@ -947,7 +984,7 @@ impl DynamoDbRegistry {
                 .send()
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(still_claimed),
                 Err(error) => error,
             };
             let reasons = match error.as_service_error() {
@@ -957,12 +994,13 @@ impl DynamoDbRegistry {
                 _ => return Err(sdk_error("TransactWriteItems", error)),
             };
             let mut already_recorded = false;
+            let mut claim_failed = None;
             let mut skip = HashSet::new();
             for (index, reason) in reasons.iter().enumerate() {
                 match reason.code() {
                     None | Some("None") => {}
-                    Some("ConditionalCheckFailed") => match certificate {
-                        Some(record) if index == 0 => {
+                    Some("ConditionalCheckFailed") => match &certificate {
+                        Some((record, _, _)) if index == 0 => {
                             let recorded_for = match reason.item().and_then(|i| i.get("deviceId")) {
                                 Some(AttributeValue::S(device)) => Some(device.clone()),
                                 _ => match self.certificate_item(&record.certificate_id).await? {
@@ -993,8 +1031,8 @@ impl DynamoDbRegistry {
                                 }
                             }
                         }
-                        Some(_) if index == 1 => {
-                            return Err(DynamoDbError::UnknownDevice(device_id.to_owned()))
+                        Some((_, claim, _)) if index == 1 => {
+                            claim_failed = Some(self.claim_failure(claim, reason.item()).await?);
                         }
                         _ => {
                             skip.insert(index - lead);
@@ -1021,11 +1059,18 @@ impl DynamoDbRegistry {
                     }
                 }
             }
+            // The same certificate recorded before released the claim with it: a retry of
+            // that record is harmless. Otherwise the claim decides.
+            let claim_held = claim_failed.is_none();
+            if let (false, Some(failure)) = (already_recorded, claim_failed) {
+                return Err(failure);
+            }
             if !already_recorded && skip.is_empty() {
                 // Cancelled, yet no item is to blame: not something a retry fixes.
                 return Err(sdk_error("TransactWriteItems", error));
             }
             if already_recorded {
+                still_claimed = claim_held;
                 certificate = None;
             }
             pending = pending
@@ -1049,16 +1094,6 @@ impl DynamoDbRegistry {
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn check_device(&self, device_id: &str) -> Result<TransactWriteItem, DynamoDbError> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.tables.devices)
-            .key("deviceId", AttributeValue::S(device_id.to_owned()))
-            .condition_expression("attribute_exists(deviceId)")
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     fn revoke_superseded(
@@ -1121,10 +1156,11 @@ impl DeviceRegistry for DynamoDbRegistry {
         Ok(Some(device))
     }
 
-    /// Two `Query`s of the `byDevice` index (eventually consistent; see the module
-    /// docs), each followed page by page: the certificates issued at or after
-    /// `issued_since`, and the older ones filtered to ACTIVE. Ordered by issue time, then
-    /// id, as SQLite orders them.
+    /// Two `Query`s of the `byDevice` index (eventually consistent), each followed page
+    /// by page: the certificates issued at or after `issued_since`, and the older ones
+    /// filtered to ACTIVE; made strongly consistent with the device item's list of recent
+    /// certificates and a `BatchGetItem` (see [`super::dynamodb_claim`]). Ordered by issue
+    /// time, then id, as SQLite orders them.
     async fn certificates_of(
         &self,
         device_id: &str,
@@ -1147,12 +1183,19 @@ impl DeviceRegistry for DynamoDbRegistry {
             .filter_expression("#status = :active")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":active", AttributeValue::S("ACTIVE".into()));
-        let mut items = self.query_all(recent).await?;
-        items.extend(self.query_all(older_active).await?);
-        let mut certificates = items
+        let (recent_items, older_items, listed) = tokio::try_join!(
+            self.query_all(recent),
+            self.query_all(older_active),
+            self.recent_certificates(device_id),
+        )?;
+        let from_index = recent_items
             .iter()
+            .chain(&older_items)
             .map(certificate_from_item)
             .collect::<Result<Vec<_>, _>>()?;
+        let mut certificates = self
+            .consistent_certificates(from_index, listed, issued_since)
+            .await?;
         certificates.sort_by(|a, b| {
             (a.issued_at, &a.certificate_id).cmp(&(b.issued_at, &b.certificate_id))
         });
@@ -1170,10 +1213,38 @@ impl DeviceRegistry for DynamoDbRegistry {
         }
     }
 
-    /// One `TransactWriteItems` (see the module docs): returns once DynamoDB has
-    /// committed it.
+    /// One conditional `UpdateItem` of the device item ([`super::dynamodb_claim`]).
     ///
     /// # Errors
+    /// [`PortError::Unavailable`] when throttled; [`PortError::Internal`] for an unknown
+    /// device or any other failure.
+    async fn claim_issuance(
+        &self,
+        device_id: &str,
+        holder: &str,
+        now: UnixTime,
+        ttl_secs: i64,
+    ) -> Result<ClaimOutcome, PortError> {
+        Ok(self.take_claim(device_id, holder, now, ttl_secs).await?)
+    }
+
+    /// A `REMOVE` conditioned on the holder; a claim another holder has is left alone.
+    ///
+    /// # Errors
+    /// [`PortError::Unavailable`] when throttled; [`PortError::Internal`] otherwise.
+    async fn release_claim(&self, claim: &IssuanceClaim) -> Result<(), PortError> {
+        Ok(self.drop_claim(claim).await?)
+    }
+
+    /// A consistent read of the device item, then one `TransactWriteItems` (see the
+    /// module docs): returns once DynamoDB has committed it.
+    ///
+    /// The registry does not know the CAs (the config table is the issuer's), so it never
+    /// answers [`PortError::IssuerRetired`]: the rotation's settle-and-repass keeps
+    /// certificates of a retired CA from staying ACTIVE (`aws::ca`).
+    ///
+    /// # Errors
+    /// [`PortError::ClaimLost`] when another holder took the claim;
     /// [`PortError::Unavailable`] when throttled or conflicting with another write;
     /// [`PortError::Internal`] for an unknown device, a certificate id recorded for
     /// another device, or any other failure.
@@ -1181,10 +1252,11 @@ impl DeviceRegistry for DynamoDbRegistry {
         &self,
         certificate: CertificateRecord,
         supersede: Vec<String>,
+        claim: &IssuanceClaim,
         now: UnixTime,
     ) -> Result<(), PortError> {
         Ok(self
-            .record_certificate(&certificate, supersede, now)
+            .record_certificate(&certificate, supersede, claim, now)
             .await?)
     }
 }
@@ -1245,7 +1317,7 @@ where
 
 /// How long to wait before retrying the unprocessed part of a batch: exponential from
 /// 50 ms, at most 3.2 s, with jitter (half to all of it).
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling = 50u64 << attempt.min(6);
     Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
 }
@@ -1557,7 +1629,7 @@ pub(crate) fn number(item: &Item, name: &str) -> Result<i64, String> {
     optional_number(item, name)?.ok_or_else(|| format!("attribute {name} is missing"))
 }
 
-fn optional_number(item: &Item, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn optional_number(item: &Item, name: &str) -> Result<Option<i64>, String> {
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::N(value)) => value

@@ -5,6 +5,9 @@
 //!   and audit log in DynamoDB tables, and the manifest import into them.
 //! - [`dynamodb_admin`]: what the admin API reads and changes in those tables: pages of
 //!   devices, certificates and audit events, revocations, decisions per hour.
+//! - [`dynamodb_claim`]: the per-device issuance claim on the device item, which serialises
+//!   issuance across processes and Lambdas, and the consistent view of a device's recent
+//!   certificates the claim holder decides on.
 //! - [`adapters`]: [`AwsAdapters`](adapters::AwsAdapters), the whole adapter set built
 //!   from [`AwsSettings`](config::AwsSettings) ([`config`]), for the Lambdas and
 //!   `provisioner serve --backend aws`.
@@ -35,6 +38,7 @@ pub mod ca;
 pub mod config;
 pub mod dynamodb;
 pub mod dynamodb_admin;
+pub mod dynamodb_claim;
 pub mod iot;
 pub mod maintenance;
 pub mod s3;
