@@ -9,7 +9,7 @@ use provisioner_core::{
     CertificateRecord, CertificateStatus, ClaimOutcome, Clock, DeviceKey, DeviceRegistry,
     IssuanceClaim, IssuanceRateLimit, PortError,
 };
-use rand::RngCore;
+use rand::{Rng, RngCore};
 
 /// How long a claim lives if its holder never releases it (a crashed process). Longer
 /// than any CA's bounded wait (ACM Private CA's is 10 s by default) plus the registry
@@ -17,8 +17,24 @@ use rand::RngCore;
 /// enough that a crashed holder blocks its device for two minutes at most.
 pub const CLAIM_TTL_SECS: i64 = 120;
 
-/// How often a waiting request looks again.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How soon a waiting request first looks again; each later look waits twice as long, up
+/// to [`MAX_POLL_INTERVAL`], with jitter. A local CA's holder finishes within the first
+/// looks; on DynamoDB, where a refused conditional write still costs a write unit, twenty
+/// waiters on one device make a few dozen writes a second instead of hundreds.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The longest wait between two looks.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(400);
+
+/// The wait before look number `attempt` (0-based): exponential from
+/// [`FIRST_POLL_INTERVAL`], capped at [`MAX_POLL_INTERVAL`], then half to all of it.
+fn poll_interval(attempt: u32) -> Duration {
+    let ceiling = FIRST_POLL_INTERVAL
+        .saturating_mul(1 << attempt.min(8))
+        .min(MAX_POLL_INTERVAL);
+    let millis = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis))
+}
 
 /// A fresh holder id: 128 random bits, hex.
 pub fn new_holder() -> String {
@@ -54,6 +70,7 @@ pub async fn serialise(
 ) -> Result<Serialised, PortError> {
     let holder = new_holder();
     let deadline = tokio::time::Instant::now() + wait;
+    let mut attempt = 0;
     loop {
         let now = clock.now();
         match registry
@@ -66,7 +83,9 @@ pub async fn serialise(
         if tokio::time::Instant::now() >= deadline {
             return Ok(Serialised::StillHeld);
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        let pause = poll_interval(attempt).min(deadline - tokio::time::Instant::now());
+        attempt += 1;
+        tokio::time::sleep(pause).await;
         let current = registry
             .certificates_of(device_id, now - IssuanceRateLimit::WINDOW_SECS)
             .await?;
@@ -89,6 +108,16 @@ pub async fn release(registry: &impl DeviceRegistry, claim: &IssuanceClaim) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_poll_interval_doubles_from_50_ms_to_at_most_400_ms_with_jitter() {
+        for (attempt, ceiling) in [(0, 50), (1, 100), (2, 200), (3, 400), (4, 400), (40, 400)] {
+            for _ in 0..50 {
+                let millis = super::poll_interval(attempt).as_millis() as u64;
+                assert!((ceiling / 2..=ceiling).contains(&millis), "{attempt}: {millis}");
+            }
+        }
+    }
+
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
 
