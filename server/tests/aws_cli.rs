@@ -269,13 +269,18 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, prefix: &str) -> Self {
+        Self::start_with(dir, prefix, &[("PROVISIONER_REGIONS", REGIONS)])
+    }
+
+    /// `serve` with the deployment's environment plus `env`.
+    fn start_with(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
             .args(["serve", "--backend", "aws", "--create-tables"])
             .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
             .current_dir(dir)
             .env("PROVISIONER_LOG", "warn")
             .env("PROVISIONER_TABLE_PREFIX", prefix)
-            .env("PROVISIONER_REGIONS", REGIONS)
+            .envs(env.iter().copied())
             .env("PROVISIONER_MQTT_ENDPOINT", "iot.example:8883")
             .env_remove("PROVISIONER_PCA_CA_ARN")
             .stdout(Stdio::piped())
@@ -455,4 +460,74 @@ async fn the_operator_serves_imports_and_provisions_on_the_aws_backend() {
     );
     let (status, _) = admin_get("devices", Some("not-the-token")).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn in_iot_core_mode_a_subject_beyond_the_cn_is_refused_before_iot_core() {
+    use base64::Engine as _;
+    endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let prefix = format!("iotcn-{:016x}-", rand::random::<u64>());
+    let region = std::env::var("AWS_REGION").unwrap();
+    let served = Served::start_with(
+        dir,
+        &prefix,
+        &[
+            ("PROVISIONER_ISSUANCE_MODE", "iot-core"),
+            ("PROVISIONER_REGIONS", &region),
+        ],
+    );
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["device", "fleet", "--count", "1", "--out", "fleet"],
+    ));
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["import", "--backend", "aws", "--json", "fleet/manifest.csv"],
+    ));
+    let manifest = std::fs::read_to_string(dir.join("fleet/manifest.csv")).unwrap();
+    let device = manifest.lines().nth(1).unwrap().split(',').next().unwrap();
+
+    // The device's own key, but a subject IoT Core would copy O and OU from.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("fleet/{device}.key.pem"),
+            "-subj",
+            &format!("/O=Acme Devices/OU=Sensors/CN={device}"),
+            "-outform",
+            "DER",
+            "-out",
+            "asks.csr.der",
+        ],
+    );
+    let header = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(dir.join("asks.csr.der")).unwrap());
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("{}/new", served.url))
+        .header("device-csr", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "subject_not_cn_only", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("O, OU"),
+        "{body}"
+    );
+
+    // Nothing was signed: the device has no certificate.
+    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
+    let held = provisioner_core::DeviceRegistry::certificates_of(&registry, device, 0)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "{held:?}");
 }

@@ -228,7 +228,10 @@ impl Intercept for SentIssueCertificate {
         let request = context.request();
         let target = request.headers().get("x-amz-target").unwrap_or_default();
         if target.ends_with(".IssueCertificate") {
-            let body = request.body().bytes().ok_or("IssueCertificate body is a stream")?;
+            let body = request
+                .body()
+                .bytes()
+                .ok_or("IssueCertificate body is a stream")?;
             self.0.lock().unwrap().push(serde_json::from_slice(body)?);
         }
         Ok(())
@@ -240,7 +243,14 @@ fn openssl_csr_asking(dir: &Path, name: &str, subject: &str, extensions: &[&str]
     let out = dir.join(format!("{name}.csr.der"));
     let mut command = Command::new("openssl");
     command
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-keyout"])
         .arg(dir.join(format!("{name}.key.pem")))
         .args(["-subj", subject, "-outform", "DER", "-out"])
@@ -284,7 +294,13 @@ async fn pca_is_asked_for_the_passthrough_template_with_the_device_id_as_the_who
     let (fingerprint, key) = csr_key(&csr);
     // when it is issued,
     let signed = authority
-        .issue_csr(&csr, "device-0005", &profile, NOW, &idempotency_token(&fingerprint))
+        .issue_csr(
+            &csr,
+            "device-0005",
+            &profile,
+            NOW,
+            &idempotency_token(&fingerprint),
+        )
         .await
         .unwrap();
     assert_eq!(certified_key(&signed.der), key);

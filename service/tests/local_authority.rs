@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use provisioner_core::{
-    csr_der_from_file, CertificateAuthority, CsrError, CsrVerifier, IssuanceProfile, RevocationReason,
-    UnixTime, VerifiedCsr,
+    csr_der_from_file, CertificateAuthority, CsrError, CsrVerifier, IssuanceProfile,
+    RevocationReason, UnixTime, VerifiedCsr,
 };
 use provisioner_service::local::authority::{AuthorityError, LocalAuthority, RevokedEntry};
 use tempfile::TempDir;
@@ -197,7 +197,10 @@ async fn a_device_certificate_verifies_with_openssl_and_has_exactly_the_profile(
         "{text}"
     );
     assert!(text.contains("CA:FALSE"), "{text}");
-    assert!(!text.contains("Acme") && !text.contains("Sensors"), "{text}");
+    assert!(
+        !text.contains("Acme") && !text.contains("Sensors"),
+        "{text}"
+    );
     assert!(!text.contains("Certificate Sign"), "{text}");
     assert!(!text.contains("CA:TRUE"), "{text}");
     assert!(!text.contains("Subject Alternative Name"), "{text}");
