@@ -269,18 +269,13 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, prefix: &str) -> Self {
-        Self::start_with(dir, prefix, &[("PROVISIONER_REGIONS", REGIONS)])
-    }
-
-    /// `serve` with the deployment's environment plus `env`.
-    fn start_with(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
             .args(["serve", "--backend", "aws", "--create-tables"])
             .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
             .current_dir(dir)
             .env("PROVISIONER_LOG", "warn")
             .env("PROVISIONER_TABLE_PREFIX", prefix)
-            .envs(env.iter().copied())
+            .env("PROVISIONER_REGIONS", REGIONS)
             .env("PROVISIONER_MQTT_ENDPOINT", "iot.example:8883")
             .env_remove("PROVISIONER_PCA_CA_ARN")
             .stdout(Stdio::piped())
@@ -328,6 +323,102 @@ fn provisioner(dir: &Path, prefix: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `provisioner serve --backend aws` in issuance mode iot-core, in the one `region`.
+fn serve_iot_core(dir: &Path, prefix: &str, region: &str) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["serve", "--backend", "aws", "--create-tables"])
+        .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .current_dir(dir)
+        .env("PROVISIONER_LOG", "warn")
+        .env("PROVISIONER_TABLE_PREFIX", prefix)
+        .env("PROVISIONER_ISSUANCE_MODE", "iot-core")
+        .env("PROVISIONER_REGIONS", region)
+        .env("PROVISIONER_MQTT_ENDPOINT", "iot.example:8883")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut url = None;
+    // "listening on URL", then "backend aws ..." once the tables exist.
+    while !line.starts_with("backend aws") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "serve stopped");
+        if let Some(found) = line.trim().strip_prefix("listening on ") {
+            url = Some(found.to_owned());
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Served {
+        child,
+        url: url.expect("serve printed no address"),
+    }
+}
+
+#[tokio::test]
+async fn in_iot_core_mode_a_subject_beyond_the_cn_is_refused_before_iot_core() {
+    use base64::Engine as _;
+    endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let prefix = format!("iotcn-{:016x}-", rand::random::<u64>());
+    let region = std::env::var("AWS_REGION").unwrap();
+    let served = serve_iot_core(dir, &prefix, &region);
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["device", "fleet", "--count", "1", "--out", "fleet"],
+    ));
+    ok_json(&provisioner(
+        dir,
+        &prefix,
+        &["import", "--backend", "aws", "--json", "fleet/manifest.csv"],
+    ));
+    let manifest = std::fs::read_to_string(dir.join("fleet/manifest.csv")).unwrap();
+    let device = manifest.lines().nth(1).unwrap().split(',').next().unwrap();
+
+    // The device's own key, but a subject IoT Core would copy O and OU from.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("fleet/{device}.key.pem"),
+            "-subj",
+            &format!("/O=Acme Devices/OU=Sensors/CN={device}"),
+            "-outform",
+            "DER",
+            "-out",
+            "asks.csr.der",
+        ],
+    );
+    let header = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(dir.join("asks.csr.der")).unwrap());
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("{}/new", served.url))
+        .header("device-csr", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"], "subject_not_cn_only", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("O, OU"),
+        "{body}"
+    );
+
+    // Nothing was signed: the device has no certificate.
+    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
+    let held = provisioner_core::DeviceRegistry::certificates_of(&registry, device, 0)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "{held:?}");
 }
 
 #[tokio::test]
@@ -460,74 +551,4 @@ async fn the_operator_serves_imports_and_provisions_on_the_aws_backend() {
     );
     let (status, _) = admin_get("devices", Some("not-the-token")).await;
     assert_eq!(status, 401);
-}
-
-#[tokio::test]
-async fn in_iot_core_mode_a_subject_beyond_the_cn_is_refused_before_iot_core() {
-    use base64::Engine as _;
-    endpoint();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let prefix = format!("iotcn-{:016x}-", rand::random::<u64>());
-    let region = std::env::var("AWS_REGION").unwrap();
-    let served = Served::start_with(
-        dir,
-        &prefix,
-        &[
-            ("PROVISIONER_ISSUANCE_MODE", "iot-core"),
-            ("PROVISIONER_REGIONS", &region),
-        ],
-    );
-    ok_json(&provisioner(
-        dir,
-        &prefix,
-        &["device", "fleet", "--count", "1", "--out", "fleet"],
-    ));
-    ok_json(&provisioner(
-        dir,
-        &prefix,
-        &["import", "--backend", "aws", "--json", "fleet/manifest.csv"],
-    ));
-    let manifest = std::fs::read_to_string(dir.join("fleet/manifest.csv")).unwrap();
-    let device = manifest.lines().nth(1).unwrap().split(',').next().unwrap();
-
-    // The device's own key, but a subject IoT Core would copy O and OU from.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &format!("fleet/{device}.key.pem"),
-            "-subj",
-            &format!("/O=Acme Devices/OU=Sensors/CN={device}"),
-            "-outform",
-            "DER",
-            "-out",
-            "asks.csr.der",
-        ],
-    );
-    let header = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(dir.join("asks.csr.der")).unwrap());
-    let client = reqwest::Client::new();
-    let answer = client
-        .post(format!("{}/new", served.url))
-        .header("device-csr", header)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 400);
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(body["error"], "subject_not_cn_only", "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("O, OU"),
-        "{body}"
-    );
-
-    // Nothing was signed: the device has no certificate.
-    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
-    let held = provisioner_core::DeviceRegistry::certificates_of(&registry, device, 0)
-        .await
-        .unwrap();
-    assert!(held.is_empty(), "{held:?}");
 }
