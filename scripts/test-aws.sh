@@ -49,6 +49,8 @@ cargo test -p provisioner --features aws --test aws_race --locked
 cargo test -p provisioner-service --features aws --test iot_registry --locked
 cargo test -p provisioner-service --features aws --test s3_retrieval --locked
 cargo test -p provisioner-service --features aws --test aws_flow --locked
+# issuance mode iot-core through the real `serve --backend aws` (issue 11, invariant 3).
+cargo test -p provisioner --features aws --test aws_iot_core --locked
 cargo test -p provisioner-service --features aws --test aws_admin --locked
 # The Lambdas' handlers over the DynamoDB registry, and the lint of their binaries (which
 # only build with the feature).

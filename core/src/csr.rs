@@ -13,6 +13,7 @@ use crate::device_id::DeviceIdRule;
 use crate::error::{CsrError, KeyError, Refusal};
 use crate::header::decode_header;
 use crate::key::{spki_curve, Curve, DeviceKey};
+use crate::requested::{refuse_subject_alt_name, refuse_subject_beyond_cn};
 
 const ECDSA_WITH_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 const ECDSA_WITH_SHA224: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.1");
@@ -28,6 +29,9 @@ pub struct CsrPolicy {
     pub allow_p384: bool,
     /// Which common names are device ids.
     pub device_id: DeviceIdRule,
+    /// Refuse a subject holding anything besides the one CN ([`CsrError::SubjectNotCnOnly`]):
+    /// for CAs that copy the CSR's subject into the certificate (IoT Core's).
+    pub subject_cn_only: bool,
 }
 
 /// The signature algorithms a CSR may be signed with.
@@ -140,7 +144,9 @@ impl CsrVerifier {
     /// [`CsrError::UnsupportedAlgorithm`] for signatures other than ECDSA with the
     /// curve's hash; [`CsrError::InvalidSubject`] unless the subject has exactly one CN;
     /// [`CsrError::InvalidDeviceId`] when the CN breaks the device id rule;
-    /// [`CsrError::BadSignature`] when the self-signature does not verify.
+    /// [`CsrError::SubjectAltNameRequested`] when it requests a subjectAltName;
+    /// [`CsrError::SubjectNotCnOnly`] when the policy wants the CN alone and the subject
+    /// holds more; [`CsrError::BadSignature`] when the self-signature does not verify.
     pub fn verify_der(&self, der: &[u8]) -> Result<VerifiedCsr, CsrError> {
         let raw = RawCertReq::from_der(der).map_err(|e| not_a_csr(der, e))?;
         // Re-encoding an AnyRef reproduces the received bytes: DER headers are canonical
@@ -168,6 +174,10 @@ impl CsrVerifier {
         }
         let device_id = common_name(&info)?;
         self.policy.device_id.check(&device_id)?;
+        refuse_subject_alt_name(&info)?;
+        if self.policy.subject_cn_only {
+            refuse_subject_beyond_cn(&info)?;
+        }
 
         let point = info
             .public_key

@@ -49,6 +49,12 @@ pub enum CsrError {
     /// The common name is not a valid device id.
     #[error("{0}")]
     InvalidDeviceId(String),
+    /// The CSR requests a subjectAltName, which some CAs would copy into the certificate.
+    #[error("the CSR requests a subjectAltName extension; the certificate names the device by its CN alone, so leave the extension out of the CSR")]
+    SubjectAltNameRequested,
+    /// The subject holds more than the CN, where the CA would copy it (IoT Core mode).
+    #[error("{0}")]
+    SubjectNotCnOnly(String),
     /// The self-signature does not verify: the sender has not proven it holds the key.
     #[error("the CSR's signature does not verify with its public key: the request was altered or signed with another key")]
     BadSignature,
@@ -65,6 +71,8 @@ impl ErrorCode for CsrError {
             Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
             Self::InvalidSubject(_) => "invalid_subject",
             Self::InvalidDeviceId(_) => "invalid_device_id",
+            Self::SubjectAltNameRequested => "subject_alt_name_requested",
+            Self::SubjectNotCnOnly(_) => "subject_not_cn_only",
             Self::BadSignature => "bad_signature",
         }
     }

@@ -22,6 +22,7 @@ pub mod issuance;
 pub mod key;
 pub mod manifest;
 pub mod ports;
+mod requested;
 
 pub use crypto::SignatureBackend;
 pub use csr::{csr_der_from_file, CsrPolicy, CsrVerifier, SignatureAlgorithm, VerifiedCsr};

@@ -22,6 +22,7 @@ fn vectors(section: &str) -> Vec<Value> {
 fn verifier(vector: &Value, backend: SignatureBackend) -> CsrVerifier {
     let policy = CsrPolicy {
         allow_p384: vector["allowP384"].as_bool().unwrap_or(false),
+        subject_cn_only: vector["subjectCnOnly"].as_bool().unwrap_or(false),
         ..CsrPolicy::default()
     };
     CsrVerifier::with_backend(policy, backend)

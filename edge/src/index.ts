@@ -2,17 +2,19 @@
 // of the design): rejects garbage before the origin sees it.
 //
 // - POST /new: the `device-csr` header is verified by verifier-wasm (decoding, parsing,
-//   proof of possession, device-id rule). A refusal is answered at the edge with the
-//   contract's status and JSON `{error, message}`. An accepted CSR is forwarded with the
-//   header normalised to base64 (standard, padded) of its DER and `x-device-id` set to
-//   its CN. More than one `device-csr` value is refused (400 malformed_header): which
-//   one the origin would read is not ours to guess.
+//   proof of possession, device-id rule, no requested subjectAltName). A refusal is
+//   answered at the edge with the contract's status and JSON `{error, message}`. An
+//   accepted CSR is forwarded with the header normalised to base64 (standard, padded) of
+//   its DER and `x-device-id` set to its CN. More than one `device-csr` value is refused
+//   (400 malformed_header): which one the origin would read is not ours to guess.
 // - Every other method and path passes through untouched, except:
 // - A client-sent `x-device-id` is removed on every path, not only /new, so a spoofed
 //   value never reaches the origin whatever the origin's routes or authorizer do. It is
 //   a header only this function may set; no client has a reason to send it.
 //
-// Lambda@Edge has no environment variables: the policy is fixed here at build time.
+// Lambda@Edge has no environment variables: the policy is fixed here at build time. So the
+// edge cannot know the origin's issuance mode, and leaves iot-core's `subject_not_cn_only`
+// check (a subject holding more than the CN) to the origin.
 // `createHandler` builds a handler for another policy (the tests use it).
 import { STATUS_CODES } from 'node:http';
 import type { CfHeaders, CfRequest, CfRequestEvent, CfResponse } from './cloudfront';

@@ -174,6 +174,10 @@ async fn malformed_and_missing_headers_are_allowed_through_flagged_for_the_issue
         (Some(bad_csr("header_not_base64")), "malformed_header"),
         (Some(bad_csr("truncated")), "malformed_csr"),
         (Some(bad_csr("cn_slash")), "invalid_device_id"),
+        (
+            Some(bad_csr("openssl_p256_san_dns")),
+            "subject_alt_name_requested",
+        ),
         (Some(bad_csr("header_too_large")), "header_too_large"),
         (None, "missing_header"),
     ];

@@ -83,6 +83,10 @@ async fn a_malformed_request_is_400_with_its_stable_code() {
         (Some(bad_csr("header_not_base64").0), "malformed_header"),
         (Some(bad_csr("truncated").0), "malformed_csr"),
         (Some(bad_csr("cn_space").0), "invalid_device_id"),
+        (
+            Some(bad_csr("openssl_p256_san_dns").0),
+            "subject_alt_name_requested",
+        ),
         (None, "missing_header"),
     ] {
         let response = call_issuer(&issuer, new_request(header.as_deref())).await;
@@ -94,7 +98,7 @@ async fn a_malformed_request_is_400_with_its_stable_code() {
     let audit = ports.registry.audit.lock().unwrap();
     assert_eq!(
         audit.len(),
-        4,
+        5,
         "the issuer audits what the authorizer let through"
     );
     assert!(audit.iter().all(|e| e.decision == "deny"));

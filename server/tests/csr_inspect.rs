@@ -91,6 +91,9 @@ fn every_csr_vector_as_an_argument_gives_its_expected_decision() {
         if vector["allowP384"] == Value::Bool(true) {
             args.push("--allow-p384");
         }
+        if vector["subjectCnOnly"] == Value::Bool(true) {
+            args.push("--iot-core");
+        }
         // Through stdin, so empty and whitespace-only values arrive as they are.
         let out = provisioner(&args, Some(header));
         let mut got = json(&out);
@@ -178,4 +181,39 @@ fn an_unreadable_file_is_reported_as_json_with_exit_1() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["error"], "unreadable_input");
+}
+
+#[test]
+fn a_requested_subject_alt_name_is_refused_saying_what_to_fix() {
+    let out = provisioner(
+        &[
+            "csr",
+            "inspect",
+            "--file",
+            &format!("{VECTORS_DIR}/csr/openssl_p256_san_dns.pem"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let body = json(&out);
+    assert_eq!(body["error"], "subject_alt_name_requested");
+    assert_eq!(body["status"], 400);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("leave the extension out"));
+}
+
+#[test]
+fn extra_subject_attributes_pass_unless_checked_as_iot_core() {
+    let file = format!("{VECTORS_DIR}/csr/openssl_p256_ca_true_o_ou.pem");
+    let out = provisioner(&["csr", "inspect", "--file", &file], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["deviceId"], "sensor-ca-0042");
+
+    let out = provisioner(&["csr", "inspect", "--iot-core", "--file", &file], None);
+    assert_eq!(out.status.code(), Some(1));
+    let body = json(&out);
+    assert_eq!(body["error"], "subject_not_cn_only");
+    assert!(body["message"].as_str().unwrap().contains("O, OU"));
 }

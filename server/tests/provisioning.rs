@@ -431,6 +431,11 @@ fn every_error_status_of_the_contract_over_http() {
         (status, body["error"].as_str()),
         (400, Some("invalid_subject"))
     );
+    let (status, body) = post_new(&served.url, Some(&header("openssl_p256_san_dns")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("subject_alt_name_requested"))
+    );
     let (status, body) = post_new(&served.url, Some(&header("bad_signature")));
     assert_eq!(
         (status, body["error"].as_str()),

@@ -6,9 +6,10 @@
 //! certificates checked by `openssl verify`.
 //!
 //! What moto cannot show, and these tests therefore do not claim (TOOLCHAIN.md): moto
-//! ignores `Validity`, `SigningAlgorithm`, `IdempotencyToken` and the
-//! EndEntityClientAuthCertificate template (its CA key is RSA whatever the request says),
-//! and `GetCertificate` never reports "in progress". Same token twice gives two
+//! ignores `Validity`, `SigningAlgorithm`, `IdempotencyToken`, `ApiPassthrough` and the
+//! EndEntityClientAuthCertificate_APIPassthrough template (its CA key is RSA whatever the
+//! request says), and `GetCertificate` never reports "in progress". What is sent
+//! (template and passthrough subject) is read by an SDK interceptor instead. Same token twice gives two
 //! certificates on moto, so idempotency is not tested here; the token derivation, the
 //! validity and the backoff are unit tests in `aws::acm_pca`.
 
@@ -17,13 +18,20 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_acmpca::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_acmpca::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_acmpca::error::BoxError;
 use aws_sdk_acmpca::Client;
 use der::{Decode, Encode};
 use provisioner_core::{
     CsrPolicy, CsrVerifier, DeviceKey, IssuanceProfile, PortError, RevocationReason,
 };
-use provisioner_service::aws::acm_pca::{idempotency_token, AcmPcaAuthority, AcmPcaConfig};
+use provisioner_service::aws::acm_pca::{
+    idempotency_token, AcmPcaAuthority, AcmPcaConfig, END_ENTITY_CLIENT_AUTH_TEMPLATE,
+};
+use serde_json::{json, Value};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -194,4 +202,136 @@ async fn revokes_by_serial() {
             .await,
         Err(PortError::Internal(_))
     ));
+}
+
+/// Keeps the JSON body of every `IssueCertificate` request as it leaves the SDK.
+#[derive(Debug, Clone, Default)]
+struct SentIssueCertificate(Arc<Mutex<Vec<Value>>>);
+
+impl SentIssueCertificate {
+    fn bodies(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Intercept for SentIssueCertificate {
+    fn name(&self) -> &'static str {
+        "SentIssueCertificate"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        if target.ends_with(".IssueCertificate") {
+            let body = request
+                .body()
+                .bytes()
+                .ok_or("IssueCertificate body is a stream")?;
+            self.0.lock().unwrap().push(serde_json::from_slice(body)?);
+        }
+        Ok(())
+    }
+}
+
+/// A P-256 CSR by `openssl req` asking for `subject` and the `-addext` extensions.
+fn openssl_csr_asking(dir: &Path, name: &str, subject: &str, extensions: &[&str]) -> Vec<u8> {
+    let out = dir.join(format!("{name}.csr.der"));
+    let mut command = Command::new("openssl");
+    command
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-keyout"])
+        .arg(dir.join(format!("{name}.key.pem")))
+        .args(["-subj", subject, "-outform", "DER", "-out"])
+        .arg(&out);
+    for extension in extensions {
+        command.args(["-addext", extension]);
+    }
+    let output = command.output().expect("openssl must be installed");
+    assert!(
+        output.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(out).unwrap()
+}
+
+#[tokio::test]
+async fn pca_is_asked_for_the_passthrough_template_with_the_device_id_as_the_whole_subject() {
+    moto::endpoint();
+    let sent = SentIssueCertificate::default();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = Client::from_conf(
+        aws_sdk_acmpca::config::Builder::from(&sdk)
+            .interceptor(sent.clone())
+            .build(),
+    );
+    let arn = moto::pca_root(&client).await;
+    // (making the root issued its own certificate through the same client)
+    let before = sent.bodies().len();
+    let authority = AcmPcaAuthority::new(client, AcmPcaConfig::new(arn));
+    let dir = tempfile::tempdir().unwrap();
+    let profile = IssuanceProfile::default();
+
+    // Given a CSR asking for O, OU and a CA certificate,
+    let csr = openssl_csr_asking(
+        dir.path(),
+        "asks",
+        "/O=Acme Devices/OU=Sensors/CN=device-0005",
+        &["basicConstraints=critical,CA:TRUE"],
+    );
+    let (fingerprint, key) = csr_key(&csr);
+    // when it is issued,
+    let signed = authority
+        .issue_csr(
+            &csr,
+            "device-0005",
+            &profile,
+            NOW,
+            &idempotency_token(&fingerprint),
+        )
+        .await
+        .unwrap();
+    assert_eq!(certified_key(&signed.der), key);
+
+    // then PCA was asked for the passthrough template with the subject CN alone.
+    let bodies = sent.bodies();
+    assert_eq!(bodies.len(), before + 1, "{bodies:?}");
+    let issued = &bodies[before];
+    assert_eq!(
+        issued["TemplateArn"],
+        "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
+    );
+    assert_eq!(issued["TemplateArn"], END_ENTITY_CLIENT_AUTH_TEMPLATE);
+    assert_eq!(
+        issued["ApiPassthrough"],
+        json!({ "Subject": { "CommonName": "device-0005" } })
+    );
+
+    // A CSR requesting a subjectAltName never reaches PCA.
+    let san = openssl_csr_asking(
+        dir.path(),
+        "san",
+        "/CN=device-0006",
+        &["subjectAltName=DNS:device-0006.example"],
+    );
+    let refused = authority
+        .issue_csr(&san, "device-0006", &profile, NOW, "token-san")
+        .await;
+    assert!(
+        matches!(&refused, Err(PortError::Internal(m)) if m.contains("subjectAltName")),
+        "{refused:?}"
+    );
+    assert_eq!(sent.bodies().len(), before + 1);
 }

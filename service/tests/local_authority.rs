@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use provisioner_core::{
-    csr_der_from_file, CertificateAuthority, CsrVerifier, IssuanceProfile, RevocationReason,
-    UnixTime, VerifiedCsr,
+    csr_der_from_file, CertificateAuthority, CsrError, CsrVerifier, IssuanceProfile,
+    RevocationReason, UnixTime, VerifiedCsr,
 };
 use provisioner_service::local::authority::{AuthorityError, LocalAuthority, RevokedEntry};
 use tempfile::TempDir;
@@ -56,11 +56,16 @@ fn openssl_ok(dir: &Path, args: &[&str]) -> String {
     text
 }
 
-/// A P-256 key and CSR made by `openssl req`, verified as the service would.
+/// A P-256 key and CSR for CN = `name` made by `openssl req`, verified as the service would.
 fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> VerifiedCsr {
+    let der = openssl_csr_der(dir, name, &format!("/CN={name}"), extra);
+    CsrVerifier::default().verify_der(&der).unwrap()
+}
+
+/// A P-256 key and CSR for `subject` made by `openssl req`, as DER.
+fn openssl_csr_der(dir: &Path, name: &str, subject: &str, extra: &[&str]) -> Vec<u8> {
     let key = format!("{name}.key");
     let csr = format!("{name}.csr");
-    let subject = format!("/CN={name}");
     let mut args = vec![
         "req",
         "-new",
@@ -72,14 +77,13 @@ fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> VerifiedCsr {
         "-keyout",
         &key,
         "-subj",
-        &subject,
+        subject,
         "-out",
         &csr,
     ];
     args.extend_from_slice(extra);
     openssl_ok(dir, &args);
-    let der = csr_der_from_file(&fs::read(dir.join(&csr)).unwrap()).unwrap();
-    CsrVerifier::default().verify_der(&der).unwrap()
+    csr_der_from_file(&fs::read(dir.join(&csr)).unwrap()).unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -135,16 +139,30 @@ fn development_ca() -> DevelopmentCa {
 #[tokio::test]
 async fn a_device_certificate_verifies_with_openssl_and_has_exactly_the_profile() {
     let ca = development_ca();
-    // The CSR asks for more than the profile gives: none of it may appear.
-    let request = openssl_csr(
+    // The CSR asks for more than the profile gives (O, OU, a CA certificate, key
+    // usages): the verifier lets it through, the CA ignores all of it.
+    let der = openssl_csr_der(
         &ca.work,
         "dev-0001",
+        "/O=Acme Devices/OU=Sensors/CN=dev-0001",
         &[
             "-addext",
-            "subjectAltName=DNS:evil.example",
-            "-addext",
             "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
+    );
+    let request = CsrVerifier::default().verify_der(&der).unwrap();
+    // A requested subjectAltName is refused before any CA sees it.
+    let san = openssl_csr_der(
+        &ca.work,
+        "dev-0001-san",
+        "/CN=dev-0001",
+        &["-addext", "subjectAltName=DNS:evil.example"],
+    );
+    assert_eq!(
+        CsrVerifier::default().verify_der(&san),
+        Err(CsrError::SubjectAltNameRequested)
     );
     let profile = IssuanceProfile::default();
     let issued_at = now();
@@ -179,11 +197,32 @@ async fn a_device_certificate_verifies_with_openssl_and_has_exactly_the_profile(
         "{text}"
     );
     assert!(text.contains("CA:FALSE"), "{text}");
-    assert!(!text.contains("evil.example"), "{text}");
+    assert!(
+        !text.contains("Acme") && !text.contains("Sensors"),
+        "{text}"
+    );
+    assert!(!text.contains("Certificate Sign"), "{text}");
     assert!(!text.contains("CA:TRUE"), "{text}");
     assert!(!text.contains("Subject Alternative Name"), "{text}");
     assert_eq!(text.matches("X509v3 ").count(), 6, "{text}");
     assert!(text.contains("ecdsa-with-SHA256"), "{text}");
+    // The same, as the one-line check reads it.
+    let asked = openssl_ok(
+        &ca.work,
+        &[
+            "x509",
+            "-in",
+            "leaf.pem",
+            "-noout",
+            "-subject",
+            "-ext",
+            "basicConstraints",
+        ],
+    );
+    assert_eq!(
+        asked,
+        "subject=CN = dev-0001\nX509v3 Basic Constraints: critical\n    CA:FALSE\n"
+    );
 
     let ski = value_after(&text, "X509v3 Subject Key Identifier");
     let aki = value_after(&text, "X509v3 Authority Key Identifier");

@@ -45,7 +45,7 @@ function outcome(name, call) {
 }
 
 function options(vector) {
-  return { allowP384: vector.allowP384 === true };
+  return { allowP384: vector.allowP384 === true, subjectCnOnly: vector.subjectCnOnly === true };
 }
 
 function checkSection(section, minimum, run) {

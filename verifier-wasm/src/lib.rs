@@ -44,21 +44,30 @@ fn verified(csr: &VerifiedCsr) -> JsValue {
     ])
 }
 
-/// Reads `{ allowP384?: boolean }`; anything else means the default policy.
-fn verifier(options: &JsValue) -> CsrVerifier {
-    let allow_p384 = options.is_object()
-        && Reflect::get(options, &JsValue::from_str("allowP384"))
+/// `options[name]` when it is a boolean, else false.
+fn flag(options: &JsValue, name: &str) -> bool {
+    options.is_object()
+        && Reflect::get(options, &JsValue::from_str(name))
             .ok()
             .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+            .unwrap_or(false)
+}
+
+/// Reads `{ allowP384?: boolean, subjectCnOnly?: boolean }`; anything else means the
+/// default policy.
+fn verifier(options: &JsValue) -> CsrVerifier {
     CsrVerifier::new(CsrPolicy {
-        allow_p384,
+        allow_p384: flag(options, "allowP384"),
+        subject_cn_only: flag(options, "subjectCnOnly"),
         ..CsrPolicy::default()
     })
 }
 
 /// Verifies a `device-csr` header value: decoding, strict parsing, algorithms, device id
-/// and proof of possession. `options` may be `{ allowP384: true }`.
+/// and proof of possession. `options` may be `{ allowP384: true }` and
+/// `{ subjectCnOnly: true }` (refuse a subject holding more than the CN, as issuance
+/// mode iot-core does: `subject_not_cn_only`). A CSR requesting a subjectAltName is
+/// refused `subject_alt_name_requested` whatever the options.
 ///
 /// Returns `{deviceId, publicKey, fingerprint, signatureAlgorithm}`; throws
 /// `{error, status, message}`.

@@ -54,6 +54,8 @@ CSR_DIR = HERE / "csr"
 JSON_PATH = HERE / "vectors.json"
 
 MAX_HEADER = 8192
+SAN = x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string
+BASIC_CONSTRAINTS = x509.oid.ExtensionOID.BASIC_CONSTRAINTS.dotted_string
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 
 STATUS = {
@@ -65,6 +67,8 @@ STATUS = {
     "unsupported_algorithm": 400,
     "invalid_subject": 400,
     "invalid_device_id": 400,
+    "subject_alt_name_requested": 400,
+    "subject_not_cn_only": 400,
     "bad_signature": 403,
     "key_mismatch": 403,
     "invalid_public_key": 400,
@@ -364,17 +368,32 @@ def err(code: str) -> dict:
     return {"error": code, "status": STATUS[code]}
 
 
-def csr_ok(name, description, header, der, allow_p384=False):
+def _policy(allow_p384: bool, subject_cn_only: bool) -> dict:
+    # subjectCnOnly (the IoT Core mode's policy) is written only where it is on.
+    return {"allowP384": allow_p384, **({"subjectCnOnly": True} if subject_cn_only else {})}
+
+
+def csr_ok(name, description, header, der, allow_p384=False, subject_cn_only=False):
     _unique(CSR_VECTORS, name)
     selfcheck_header_decodes_to(header, der)
     CSR_VECTORS.append({"name": name, "description": description, "header": header,
-                        "allowP384": allow_p384, "expect": expect_ok(der)})
+                        **_policy(allow_p384, subject_cn_only), "expect": expect_ok(der)})
 
 
-def csr_err(name, description, header, code, allow_p384=False):
+def csr_err(name, description, header, code, allow_p384=False, subject_cn_only=False):
     _unique(CSR_VECTORS, name)
     CSR_VECTORS.append({"name": name, "description": description, "header": header,
-                        "allowP384": allow_p384, "expect": err(code)})
+                        **_policy(allow_p384, subject_cn_only), "expect": err(code)})
+
+
+def requested_extensions(der: bytes) -> set[str]:
+    """The OIDs of the extensions a CSR requests, as cryptography reads them."""
+    return {e.oid.dotted_string for e in x509.load_der_x509_csr(der).extensions}
+
+
+def subject_beyond_cn(der: bytes) -> list[str]:
+    """The subject's attribute OIDs other than CN, as cryptography reads them."""
+    return [a.oid.dotted_string for a in x509.load_der_x509_csr(der).subject if a.oid != NameOID.COMMON_NAME]
 
 
 def key_ok(name, description, text, pub):
@@ -488,7 +507,8 @@ def main() -> None:
         "-addext", "keyUsage=critical,digitalSignature,keyAgreement",
     )
     write_csr_file("openssl_p256_extra_subject_and_extensions", der, pem=True)
-    csr_ok("openssl_p256_extra_subject_and_extensions", "OpenSSL CLI: P-256 CSR with C, O, serialNumber besides CN and requested SAN + keyUsage extensions; still ok", b64(der), der)
+    assert SAN in requested_extensions(der)
+    csr_err("openssl_p256_extra_subject_and_extensions", "OpenSSL CLI: P-256 CSR with C, O, serialNumber besides CN and requested SAN + keyUsage extensions -> subject_alt_name_requested", b64(der), "subject_alt_name_requested")
 
     der = py_csr(
         k_dev, cn_name("sensor-py-ext-0042", extra=[
@@ -505,7 +525,27 @@ def main() -> None:
         ],
     )
     write_csr_file("python_p256_extra_subject_and_extensions", der, pem=True)
-    csr_ok("python_p256_extra_subject_and_extensions", "Python cryptography: P-256 CSR with C, O, serialNumber besides CN and requested SAN + keyUsage extensions; still ok", b64(der), der)
+    assert SAN in requested_extensions(der)
+    csr_err("python_p256_extra_subject_and_extensions", "Python cryptography: P-256 CSR with C, O, serialNumber besides CN and requested SAN + keyUsage extensions -> subject_alt_name_requested", b64(der), "subject_alt_name_requested")
+
+    # ---- what the CA chooses: a requested SAN is refused, other asks are ignored ----
+    der = openssl_csr(key_path("p256_openssl"), "/CN=sensor-san-0042", "sha256",
+                      "-addext", "subjectAltName=DNS:sensor-san-0042.devices.example")
+    assert_one_defect(der)
+    assert requested_extensions(der) == {SAN} and subject_beyond_cn(der) == []
+    write_csr_file("openssl_p256_san_dns", der, pem=True)
+    csr_err("openssl_p256_san_dns", "OpenSSL CLI: good P-256 CSR whose only addition is a requested subjectAltName (DNS) -> subject_alt_name_requested", b64(der), "subject_alt_name_requested")
+
+    der = openssl_csr(key_path("p256_openssl"), "/O=Acme Devices/OU=Sensors/CN=sensor-ca-0042", "sha256",
+                      "-addext", "basicConstraints=critical,CA:TRUE")
+    assert_one_defect(der)
+    assert requested_extensions(der) == {BASIC_CONSTRAINTS}
+    assert x509.load_der_x509_csr(der).extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert subject_beyond_cn(der) == [NameOID.ORGANIZATION_NAME.dotted_string, NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string]
+    write_csr_file("openssl_p256_ca_true_o_ou", der, pem=True)
+    csr_ok("openssl_p256_ca_true_o_ou", "OpenSSL CLI: P-256 CSR with O and OU besides CN and a requested basicConstraints CA:TRUE; ok (the CA ignores them)", b64(der), der)
+    csr_err("openssl_p256_ca_true_o_ou_subject_cn_only", "Same CSR (csr/openssl_p256_ca_true_o_ou.der) under the IoT Core mode's policy, subjectCnOnly = true -> subject_not_cn_only", b64(der), "subject_not_cn_only", subject_cn_only=True)
+    csr_ok("python_p256_subject_cn_only", "Good P-256 CSR csr/python_p256.der (CN alone) under subjectCnOnly = true; ok", b64(der_py), der_py, subject_cn_only=True)
 
     der = py_csr(k_dev, cn_name("urn:acme:sensor_07-b:rev-2"))
     write_csr_file("python_p256_device_id_punctuation", der, pem=True)

@@ -26,7 +26,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         registry.clone(),
         registry,
         SystemClock,
-        CsrVerifier::new(settings.flow.profile.csr.clone()),
+        // The issuer's policy, so the authorizer refuses first what the issuer would.
+        CsrVerifier::new(
+            aws.issuance_mode
+                .csr_policy(settings.flow.profile.csr.clone()),
+        ),
         OriginSecret::new(aws.origin_secret.as_deref()),
     ));
     tracing::info!(

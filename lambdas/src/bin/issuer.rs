@@ -34,8 +34,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         );
     }
     let ports = AwsAdapters::connect(&aws).await?;
+    let mut flow = settings.flow;
+    // IoT Core mode: a subject beyond the CN is refused before IoT Core copies it.
+    flow.profile.csr = aws.issuance_mode.csr_policy(flow.profile.csr);
     let api = DeviceApi::<AwsAdapters> {
-        provisioner: Provisioner::new(ports, settings.flow),
+        provisioner: Provisioner::new(ports, flow),
         url_signer: UrlSigner::new(url_key, settings.retrieval_ttl_secs)
             .map_err(|e| format!("the retrieval URL key is unusable: {e}"))?,
         public_url: settings.public_url,

@@ -40,6 +40,10 @@ pub struct InspectArgs {
     /// Accept P-384 keys signed with SHA-384, as a profile that allows them does.
     #[arg(long)]
     allow_p384: bool,
+    /// Check as issuance mode iot-core does, where IoT Core copies the CSR's subject into
+    /// the certificate: a subject holding more than the CN is `subject_not_cn_only`.
+    #[arg(long)]
+    iot_core: bool,
 }
 
 /// The success output: the verified request and its signature algorithm.
@@ -84,6 +88,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 fn inspect(args: &InspectArgs) -> Result<VerifiedCsr, ErrorBody> {
     let verifier = CsrVerifier::new(CsrPolicy {
         allow_p384: args.allow_p384,
+        subject_cn_only: args.iot_core,
         ..CsrPolicy::default()
     });
     let key_text = match &args.public_key_file {

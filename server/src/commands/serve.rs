@@ -324,8 +324,10 @@ impl ServeArgs {
         let data_dir = &global.data_dir;
         data_dir.ensure_exists()?;
         let url_key = data_dir.url_signing_key()?.bytes;
+        let mut flow = self.flow_settings();
+        flow.profile.csr = aws.issuance_mode.csr_policy(flow.profile.csr);
         let api = DeviceApi::<AwsAdapters> {
-            provisioner: Provisioner::new(ports, self.flow_settings()),
+            provisioner: Provisioner::new(ports, flow),
             url_signer: UrlSigner::new(&url_key, i64::from(self.retrieval_ttl_secs))
                 .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
             public_url: format!("http://{address}"),

@@ -48,7 +48,8 @@ use super::is_throttling;
 use aws_sdk_acmpca::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_acmpca::primitives::Blob;
 use aws_sdk_acmpca::types::{
-    RevocationReason as PcaRevocationReason, SigningAlgorithm, Validity, ValidityPeriodType,
+    ApiPassthrough, Asn1Subject, RevocationReason as PcaRevocationReason, SigningAlgorithm,
+    Validity, ValidityPeriodType,
 };
 use aws_sdk_acmpca::Client;
 use der::{Decode, Encode};
@@ -61,9 +62,13 @@ use tokio::sync::OnceCell;
 
 use provisioner_core::{CertificateAuthority, CertificateRecord, VerifiedCsr};
 
-/// The PCA template for device certificates: end entity, clientAuth only.
+/// The PCA template for device certificates: end entity, clientAuth, in its
+/// `APIPassthrough` variant so the subject is the one [`api_passthrough`] sends (CN =
+/// device id alone), not the CSR's. It still copies a requested subjectAltName from the
+/// CSR (AWS's "template order of operations"): the verifier refuses such CSRs first
+/// (`subject_alt_name_requested`). Other requested extensions are the template's.
 pub const END_ENTITY_CLIENT_AUTH_TEMPLATE: &str =
-    "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1";
+    "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1";
 
 /// PCA's limit on `IdempotencyToken`.
 pub const MAX_IDEMPOTENCY_TOKEN_LEN: usize = 36;
@@ -263,6 +268,14 @@ pub fn pca_reason(reason: RevocationReason) -> Result<PcaRevocationReason, AcmPc
     })
 }
 
+/// The `ApiPassthrough` of a device certificate: the subject CN = `device_id` and nothing
+/// else, whatever the CSR's subject holds (O, OU, ...); extensions are the template's.
+pub fn api_passthrough(device_id: &str) -> ApiPassthrough {
+    ApiPassthrough::builder()
+        .subject(Asn1Subject::builder().common_name(device_id).build())
+        .build()
+}
+
 /// The wait before attempt `attempt + 1` (`attempt` from 0): `first · 2^attempt`, capped.
 pub fn backoff(first: Duration, max: Duration, attempt: u32) -> Duration {
     first
@@ -371,8 +384,8 @@ impl AcmPcaAuthority {
 
     /// Issues a certificate for the CSR `csr_der` of `device_id` under `profile`, at `now`,
     /// with `idempotency_token` (see [`idempotency_token`]): `IssueCertificate` with
-    /// [`END_ENTITY_CLIENT_AUTH_TEMPLATE`], ECDSA-SHA-256 and the profile's validity
-    /// ([`validity_of`]), then `GetCertificate` until it is signed or the deadline passes.
+    /// [`END_ENTITY_CLIENT_AUTH_TEMPLATE`] and the subject CN = `device_id` alone
+    /// ([`api_passthrough`]), ECDSA-SHA-256 and the profile's validity ([`validity_of`]), then `GetCertificate` until it is signed or the deadline passes.
     ///
     /// The CSR is checked first against `profile.csr` (structure, self-signature, device
     /// id), and its CN must be `device_id`; the certificate PCA returns must certify the
@@ -443,6 +456,7 @@ impl AcmPcaAuthority {
             )))
             .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
             .template_arn(END_ENTITY_CLIENT_AUTH_TEMPLATE)
+            .api_passthrough(api_passthrough(&verified.device_id))
             .validity(not_after)
             .validity_not_before(not_before)
             .idempotency_token(token)
@@ -697,6 +711,19 @@ mod tests {
         let waits: Vec<u128> = (0..6).map(|a| backoff(first, max, a).as_millis()).collect();
         assert_eq!(waits, [200, 400, 800, 1600, 2000, 2000]);
         assert_eq!(backoff(first, max, 100), max);
+    }
+
+    #[test]
+    fn the_passthrough_subject_is_the_device_id_alone() {
+        let passthrough = api_passthrough("sensor-0042");
+        let subject = passthrough.subject().unwrap();
+        assert_eq!(subject.common_name(), Some("sensor-0042"));
+        assert_eq!(
+            subject,
+            &Asn1Subject::builder().common_name("sensor-0042").build()
+        );
+        assert!(passthrough.extensions().is_none());
+        assert!(END_ENTITY_CLIENT_AUTH_TEMPLATE.ends_with("_APIPassthrough/V1"));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use provisioner_core::CsrPolicy;
+
 /// Which service signs device certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssuanceMode {
@@ -34,6 +36,21 @@ impl IssuanceMode {
         match self {
             Self::AcmPca => "acm-pca",
             Self::IotCore => "iot-core",
+        }
+    }
+
+    /// `policy` with what this mode's CA needs of a CSR. IoT Core's
+    /// `CreateCertificateFromCsr` copies the CSR's subject into the certificate and takes
+    /// no template, so in `iot-core` mode the subject must be the CN alone
+    /// ([`CsrPolicy::subject_cn_only`]), refused before IoT Core is called. ACM Private CA
+    /// sets the subject itself (see `acm_pca`): its policy is unchanged.
+    pub fn csr_policy(self, policy: CsrPolicy) -> CsrPolicy {
+        match self {
+            Self::AcmPca => policy,
+            Self::IotCore => CsrPolicy {
+                subject_cn_only: true,
+                ..policy
+            },
         }
     }
 }
@@ -210,6 +227,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.variable, "PROVISIONER_REGIONS");
         assert!(error.message.contains("use acm-pca"), "{error}");
+    }
+
+    #[test]
+    fn only_iot_core_mode_wants_a_subject_of_the_cn_alone() {
+        let base = CsrPolicy {
+            allow_p384: true,
+            ..CsrPolicy::default()
+        };
+        let iot = IssuanceMode::IotCore.csr_policy(base.clone());
+        assert!(iot.subject_cn_only);
+        assert!(iot.allow_p384);
+        assert_eq!(IssuanceMode::AcmPca.csr_policy(base.clone()), base);
     }
 
     #[test]

@@ -23,6 +23,8 @@ fn options(vector: &Value) -> JsValue {
     let options = js_sys::Object::new();
     let allow = vector["allowP384"].as_bool().unwrap_or(false);
     Reflect::set(&options, &"allowP384".into(), &allow.into()).unwrap();
+    let cn_only = vector["subjectCnOnly"].as_bool().unwrap_or(false);
+    Reflect::set(&options, &"subjectCnOnly".into(), &cn_only.into()).unwrap();
     options.into()
 }
 
