@@ -113,7 +113,10 @@ mod tests {
         for (attempt, ceiling) in [(0, 50), (1, 100), (2, 200), (3, 400), (4, 400), (40, 400)] {
             for _ in 0..50 {
                 let millis = super::poll_interval(attempt).as_millis() as u64;
-                assert!((ceiling / 2..=ceiling).contains(&millis), "{attempt}: {millis}");
+                assert!(
+                    (ceiling / 2..=ceiling).contains(&millis),
+                    "{attempt}: {millis}"
+                );
             }
         }
     }
