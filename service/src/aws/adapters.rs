@@ -19,7 +19,7 @@ use provisioner_core::{
 };
 
 use super::acm_pca::{AcmPcaAuthority, AcmPcaConfig};
-use super::ca::IssuingCaStore;
+use super::ca::{IotRegions, IssuingCaAdmin, IssuingCaStore};
 use super::config::{AwsSettings, IssuanceMode};
 use super::dynamodb::{DynamoDbRegistry, DynamoDbTables};
 use super::iot::{CaRegistration, IotCoreAuthority, IotThingRegistry};
@@ -246,5 +246,44 @@ impl CurrentPcaAuthority {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, AcmPcaAuthority)>> {
         self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Everything an [`AwsFleet`](super::admin::AwsFleet) or a
+/// [`Maintenance`](super::maintenance::Maintenance) is built from, made once from the
+/// settings: the AWS wiring both share, kept here beside the device flow's.
+pub(crate) struct AwsParts {
+    pub(crate) registry: DynamoDbRegistry,
+    pub(crate) ca: IssuingCaAdmin,
+    pub(crate) things: IotThingRegistry<DynamoDbRegistry>,
+    pub(crate) sdk: aws_config::SdkConfig,
+}
+
+impl AwsParts {
+    /// The clients of `settings` from the standard AWS configuration (environment,
+    /// profile or role; `AWS_ENDPOINT_URL` for a stand-in such as moto), in the serving
+    /// region; the thing registry exactly as the device flow builds it
+    /// ([`AwsAdapters::with_sdk_config`]), so retried registrations find their CA the
+    /// same way.
+    pub(crate) async fn connect(settings: &AwsSettings) -> Result<Self, PortError> {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.serving_region.clone()))
+            .load()
+            .await;
+        let ports = AwsAdapters::with_sdk_config(&sdk, settings)?;
+        let ca = IssuingCaAdmin::new(
+            aws_sdk_acmpca::Client::new(&sdk),
+            IotRegions::new(&sdk, &settings.regions),
+            IssuingCaStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.config_table()),
+            ports.registry.clone(),
+            settings.pca_ca_arn.clone(),
+            settings.serving_region.clone(),
+        );
+        Ok(Self {
+            registry: ports.registry,
+            ca,
+            things: ports.things,
+            sdk,
+        })
     }
 }

@@ -28,11 +28,8 @@ use provisioner_core::{
 };
 
 use super::acm_pca::{AcmPcaAuthority, AcmPcaConfig};
-use super::adapters::AwsAdapters;
-use super::ca::{
-    ca_id, CaError, IotRegions, IssuingCaAdmin, IssuingCaStore, RotationOptions, RotationProgress,
-    RotationState,
-};
+use super::adapters::AwsParts;
+use super::ca::{ca_id, CaError, IssuingCaAdmin, RotationOptions, RotationProgress, RotationState};
 use super::config::{AwsSettings, IssuanceMode};
 use super::dynamodb::{DynamoDbError, DynamoDbRegistry};
 use super::iot::{IotError, IotThingRegistry, RegionRegistration, IOT_CORE_ISSUER_PREFIX};
@@ -57,47 +54,9 @@ pub struct AwsFleet {
     pca: Option<aws_config::SdkConfig>,
 }
 
-/// Everything an [`AwsFleet`] or a [`Maintenance`] is built from, made once from the
-/// settings.
-pub(crate) struct AwsParts {
-    pub(crate) registry: DynamoDbRegistry,
-    pub(crate) ca: IssuingCaAdmin,
-    pub(crate) things: IotThingRegistry<DynamoDbRegistry>,
-    pub(crate) sdk: aws_config::SdkConfig,
-}
-
-impl AwsParts {
-    /// The clients of `settings` from the standard AWS configuration (environment,
-    /// profile or role; `AWS_ENDPOINT_URL` for a stand-in such as moto), in the serving
-    /// region; the thing registry exactly as the device flow builds it
-    /// ([`AwsAdapters::with_sdk_config`]), so retried registrations find their CA the
-    /// same way.
-    pub(crate) async fn connect(settings: &AwsSettings) -> Result<Self, PortError> {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.serving_region.clone()))
-            .load()
-            .await;
-        let ports = AwsAdapters::with_sdk_config(&sdk, settings)?;
-        let ca = IssuingCaAdmin::new(
-            aws_sdk_acmpca::Client::new(&sdk),
-            IotRegions::new(&sdk, &settings.regions),
-            IssuingCaStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.config_table()),
-            ports.registry.clone(),
-            settings.pca_ca_arn.clone(),
-            settings.serving_region.clone(),
-        );
-        Ok(Self {
-            registry: ports.registry,
-            ca,
-            things: ports.things,
-            sdk,
-        })
-    }
-}
-
 impl AwsFleet {
     /// The fleet of `settings`, over clients from the standard AWS configuration (see
-    /// [`AwsAdapters::connect`]). Call once per process.
+    /// [`AwsAdapters::connect`](super::adapters::AwsAdapters::connect)). Call once per process.
     ///
     /// # Errors
     /// When the regions cannot be served (see [`IotThingRegistry::new`]).

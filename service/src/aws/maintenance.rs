@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use provisioner_core::PortError;
 
-use super::admin::AwsParts;
+use super::adapters::AwsParts;
 use super::ca::{IssuingCaAdmin, RotationOptions, RotationProgress, RotationState, DEFAULT_SETTLE};
 use super::config::{AwsSettings, IssuanceMode};
 use super::dynamodb::DynamoDbRegistry;

@@ -15,7 +15,7 @@
 use provisioner_core::{ClaimOutcome, IssuanceClaim, UnixTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::registry::RegistryError;
+use super::registry_error::RegistryError;
 
 /// Migration 3: the claims table.
 pub(super) const MIGRATION: &str = "

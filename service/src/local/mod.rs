@@ -9,6 +9,7 @@ pub mod crls;
 pub mod datadir;
 pub mod operations;
 pub mod registry;
+mod registry_error;
 
 use std::future::Future;
 use std::path::PathBuf;
