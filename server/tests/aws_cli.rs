@@ -255,12 +255,20 @@ async fn moto_state(
     ca_arn: &str,
     certificate_id: &str,
 ) -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let dump: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // moto serialises its state while other tests change it, and then sometimes
+    // answers an error page instead of JSON: ask again, a bounded number of times.
+    let url = format!("{}/moto-api/data.json", endpoint());
+    let mut dump = None;
+    for _ in 0..20 {
+        let response = reqwest::get(&url).await.unwrap();
+        let ok = response.status().is_success();
+        if let (true, Ok(parsed)) = (ok, response.json::<Value>().await) {
+            dump = Some(parsed);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let dump = dump.expect("moto's state dump never answered JSON");
     let ca = dump["acmpca"]["CertificateAuthority"]
         .as_array()
         .unwrap()

@@ -143,13 +143,7 @@ pub fn revocable_on_moto(serial_hex: &str) -> bool {
 /// `RevokeCertificate` received them. Read from moto's state dump (`/moto-api/data.json`):
 /// moto's PCA writes no CRL and has no call that lists revocations.
 pub async fn pca_revocations(ca_arn: &str) -> std::collections::HashMap<String, String> {
-    let dump = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let dump = state_dump().await;
     let authorities = dump["acmpca"]["CertificateAuthority"].as_array().unwrap();
     let authority = authorities
         .iter()
@@ -164,4 +158,23 @@ pub async fn pca_revocations(ca_arn: &str) -> std::collections::HashMap<String, 
             (serial.clone(), reason)
         })
         .collect()
+}
+
+/// moto's whole state (`/moto-api/data.json`). moto serialises it while other tests of the
+/// same binary keep changing it, and then sometimes answers an error page instead of
+/// JSON: the dump is asked for again, a bounded number of times.
+pub async fn state_dump() -> serde_json::Value {
+    let url = format!("{}/moto-api/data.json", endpoint());
+    let mut last = String::new();
+    for _ in 0..20 {
+        let response = reqwest::get(&url).await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        match serde_json::from_str(&body) {
+            Ok(dump) if status.is_success() => return dump,
+            _ => last = format!("{status}: {}", body.chars().take(200).collect::<String>()),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("moto's state dump never answered JSON; last answer {last}");
 }
