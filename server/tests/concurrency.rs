@@ -10,71 +10,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use rcgen::PublicKeyData;
 use serde_json::Value;
-use support::{assert_exit, json, provisioner};
-
-/// `provisioner serve` as a child process, stopped (by its PID) when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("PROVISIONER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        // Keep reading what serve prints so its stdout never closes under it.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        Self { child, url }
-    }
-
-    async fn wait_healthy(&self, client: &reqwest::Client) {
-        let started = Instant::now();
-        while !client
-            .get(format!("{}/healthz", self.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve is not healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use support::{assert_exit, json, provisioner, Served};
 
 /// A simulated device with its secure-element key.
 struct Device {
@@ -163,7 +107,6 @@ async fn concurrent_requests_for_one_device_get_one_certificate() {
     let data = tmp.path().join("data");
     let served = Served::start(&data, &[]);
     let client = reqwest::Client::new();
-    served.wait_healthy(&client).await;
     let devices: Vec<Device> = (0..3).map(|i| Device::new(&format!("race-{i}"))).collect();
     import(&data, &devices);
 
@@ -231,7 +174,6 @@ async fn a_rotation_under_load_leaves_nothing_active_under_the_retired_ca() {
         ],
     );
     let client = reqwest::Client::new();
-    served.wait_healthy(&client).await;
     let devices: Vec<Arc<Device>> = (0..8)
         .map(|i| Arc::new(Device::new(&format!("load-{i}"))))
         .collect();

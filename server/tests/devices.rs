@@ -6,68 +6,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::Value;
-use support::{assert_exit, json, openssl, provisioner};
-
-/// `provisioner serve` as a child process, stopped (by its PID) when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("PROVISIONER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        // Keep reading what serve prints so its stdout never closes under it.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        let started = Instant::now();
-        loop {
-            let out = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                .arg(format!("{url}/healthz"))
-                .output()
-                .expect("curl runs");
-            if out.stdout == b"200" {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not become healthy"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use support::{assert_exit, json, openssl, provisioner, Served};
 
 /// A simulated fleet: its directory and device ids.
 struct Fleet {
@@ -142,7 +85,7 @@ fn disable_with_revoke_cuts_a_stolen_device_off_in_one_step() {
     let data_dir = tmp.path().join("data");
     let data = data_dir.to_str().unwrap();
     let fleet = fleet(&tmp.path().join("fleet"), 2);
-    let served = Served::start(&data_dir);
+    let served = Served::start(&data_dir, &[]);
     let manifest = fleet.dir.join("manifest.csv");
     assert_exit(
         &provisioner(&["import", manifest.to_str().unwrap(), "--data-dir", data]),
@@ -224,7 +167,7 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
     let data_dir = tmp.path().join("data");
     let data = data_dir.to_str().unwrap();
     let fleet = fleet(&tmp.path().join("fleet"), 1);
-    let served = Served::start(&data_dir);
+    let served = Served::start(&data_dir, &[]);
     let manifest = fleet.dir.join("manifest.csv");
     assert_exit(
         &provisioner(&["import", manifest.to_str().unwrap(), "--data-dir", data]),

@@ -1,6 +1,7 @@
 //! Test support for the `provisioner` binary's integration tests:
 //!
-//! - [`provisioner`]: run the real binary and read its JSON;
+//! - [`provisioner`]: run the real binary and read its JSON; [`Served`]: `provisioner
+//!   serve` as a child process, healthy, stopped by its PID when dropped;
 //! - [`Pki`]: a throw-away root and issuing intermediate made with the `openssl` CLI,
 //!   issuing client and server certificates and CRLs (`openssl ca -gencrl`);
 //! - [`Mosquitto`]: a real mosquitto broker with a mutual-TLS listener on 127.0.0.1,
@@ -25,6 +26,66 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------
 // The binary
 // ---------------------------------------------------------------------------------------
+
+/// `provisioner serve` on 127.0.0.1 with a data directory and more options, as a child
+/// process: started, waited for until `/healthz` answers 200, stopped by its PID when
+/// dropped.
+pub struct Served {
+    child: Child,
+    /// The base URL serve printed (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+impl Served {
+    /// Starts serve over `data_dir` with `extra` options and waits until it is healthy.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("PROVISIONER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+        // Keep reading what serve prints so its stdout never closes under it.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .to_owned();
+        let started = Instant::now();
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("{url}/healthz"))
+                .output()
+                .expect("curl runs");
+            if out.stdout == b"200" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
 
 /// Runs `provisioner ARGS` and waits for it.
 pub fn provisioner(args: &[&str]) -> Output {
