@@ -42,7 +42,7 @@ CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 
-# The tables of service/src/aws/dynamodb.rs (module docs) and config.rs: name -> keys.
+# The tables of store-aws/src/dynamodb.rs (module docs) and config.rs: name -> keys.
 TABLES = {
     "devices": {"hash": ("deviceId", "S")},
     "certificates": {"hash": ("certificateId", "S")},
@@ -172,7 +172,7 @@ def iam_resource_types():
 def documented_variables():
     """PROVISIONER_* variables the AWS binaries read, from their module docs."""
     names = set()
-    for path in ["service/src/aws/config.rs", "lambdas/src/settings.rs"]:
+    for path in ["store-aws/src/config.rs", "lambdas/src/settings.rs"]:
         file = ROOT / path
         if file.exists():
             docs = "\n".join(line for line in file.read_text().splitlines() if line.startswith("//!"))
@@ -335,12 +335,12 @@ def check_main():
                   for r in res.values()), "no stray SAM stage named Stage")
 
     # --- DynamoDB ----------------------------------------------------------------------
-    rust = (ROOT / "service/src/aws/dynamodb.rs").read_text()
+    rust = (ROOT / "store-aws/src/dynamodb.rs").read_text()
     check(f'\npub const BY_DEVICE_INDEX: &str = "{INDEXES["certificates"][0]}"' in rust,
           "the certificates index name matches dynamodb.rs BY_DEVICE_INDEX")
     check(f'AUDIT_BY_DEVICE_INDEX: &str = "{INDEXES["audit"][0]}"' in rust,
           "the audit index name matches dynamodb.rs AUDIT_BY_DEVICE_INDEX")
-    iot_rs = ROOT / "service/src/aws/iot.rs"
+    iot_rs = ROOT / "store-aws/src/iot.rs"
     if iot_rs.exists():
         check(f'UNFINISHED_INDEX: &str = "{INDEXES["registrations"][0]}"' in iot_rs.read_text(),
               "the index name matches iot.rs")

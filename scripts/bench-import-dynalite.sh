@@ -6,7 +6,7 @@
 #
 # Starts dynalite ($PROVISIONER_CACHE/node, from scripts/install-tools.sh) in memory on
 # 127.0.0.1 on a free port and records its PID; runs the dynamodb_import_bench example
-# (service/examples/dynamodb_import_bench.rs) with AWS_ENDPOINT_URL pointing at it:
+# (store-aws/examples/dynamodb_import_bench.rs) with AWS_ENDPOINT_URL pointing at it:
 # create_tables (waits for ACTIVE), DynamoDbRegistry::import of ROWS new devices, the
 # count (a paginated Scan) must be ROWS; then the same import again, which must find every
 # row unchanged and leave the count at ROWS. The example fails otherwise, and so does this
@@ -36,7 +36,7 @@ die() { echo "bench-import-dynalite: $*" >&2; exit 1; }
 [[ -x $DYNALITE ]] || die "$DYNALITE not found: run bash scripts/install-tools.sh"
 
 # Built before dynalite starts, so a compile never runs against a live server.
-cargo build -q -p provisioner-service --features aws --example dynamodb_import_bench --locked
+cargo build -q -p provisioner-store-aws --example dynamodb_import_bench --locked
 BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/dynamodb_import_bench
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/provisioner-dynalite.XXXXXX")

@@ -4,18 +4,18 @@
 #   bash scripts/test-aws.sh
 #
 # Starts moto ($PROVISIONER_CACHE/venv/bin/moto_server, from scripts/install-tools.sh) on
-# 127.0.0.1 on a free port through scripts/moto.sh, which records its PID; runs the
-# DynamoDB registry, ACM PCA authority, IoT registry and S3 retrieval tests with
-# AWS_ENDPOINT_URL pointing at it and dummy credentials, then the AWS adapters' unit
-# tests; stops that PID on exit, whatever the outcome.
+# 127.0.0.1 on a free port through scripts/moto.sh, which records its PID; runs the tests
+# of provisioner-store-aws, the `aws` modules of the server's tests and the Lambdas' tests
+# with AWS_ENDPOINT_URL pointing at it and dummy credentials; stops that PID on exit,
+# whatever the outcome.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source scripts/env.sh
 
-# The feature is outside the workspace's default lint run: lint it here.
-cargo clippy -p provisioner-service --features aws --all-targets --locked -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc -p provisioner-service --features aws --no-deps --locked
+# The workspace's lint covers provisioner-store-aws; the binaries' `aws` features are
+# outside it.
+cargo clippy -p provisioner -p provisioner-lambdas --features provisioner/aws,provisioner-lambdas/aws --all-targets --locked -- -D warnings
 
 MOTO_SERVER="$PROVISIONER_CACHE/venv/bin/moto_server"
 [[ -x $MOTO_SERVER ]] || { echo "test-aws: $MOTO_SERVER not found: run bash scripts/install-tools.sh" >&2; exit 1; }
@@ -35,28 +35,14 @@ moto_env=$(bash scripts/moto.sh start)
 eval "$moto_env"
 echo "test-aws: moto PID $MOTO_PID at $AWS_ENDPOINT_URL"
 
-cargo test -p provisioner-service --features aws --test dynamodb_registry --locked
-cargo test -p provisioner-service --features aws --test dynamodb_admin --locked
-cargo test -p provisioner-service --features aws --test acm_pca_authority --locked
-# The PKI admin's steps and the CA rotation (library, then the `provisioner aws ca` commands,
-# which only build with the feature: lint them here too).
-cargo test -p provisioner-service --features aws --test aws_ca --locked
-cargo clippy -p provisioner --features aws --all-targets --locked -- -D warnings
-cargo test -p provisioner --features aws --test aws_cli --locked
-# Dozens of identical POST /new racing against `serve --backend aws`, and a CA rotation
-# while devices renew (issue 11's invariants 1, 2 and 4 on AWS).
-cargo test -p provisioner --features aws --test aws_race --locked
-cargo test -p provisioner-service --features aws --test iot_registry --locked
-cargo test -p provisioner-service --features aws --test s3_retrieval --locked
-cargo test -p provisioner-service --features aws --test aws_flow --locked
-# issuance mode iot-core through the real `serve --backend aws` (issue 11, invariant 3).
-cargo test -p provisioner --features aws --test aws_iot_core --locked
-cargo test -p provisioner-service --features aws --test aws_admin --locked
-# The Lambdas' handlers over the DynamoDB registry, and the lint of their binaries (which
-# only build with the feature).
-cargo clippy -p provisioner-lambdas --features aws --all-targets --locked -- -D warnings
-cargo test -p provisioner-lambdas --features aws --test moto --locked
-cargo test -p provisioner-lambdas --features aws --lib --test admin_moto --locked
-# The adapters' unit tests (no moto needed; the workspace's default test run leaves them
-# out, as it leaves out the feature).
-cargo test -p provisioner-service --features aws --lib --locked aws::
+# The AWS adapters (unit tests, then one integration binary: DynamoDB registry and admin
+# reads, ACM Private CA, the issuing CA's rotation, IoT Core, S3, the whole flow, the admin
+# API over AwsFleet, the registry contract on DynamoDB).
+cargo test -p provisioner-store-aws --locked
+# The real `provisioner` binary with `--backend aws` and `provisioner aws ...`: the PKI
+# admin's commands, dozens of identical POST /new racing, a CA rotation while devices
+# renew, issuance mode iot-core (issue 11's invariants on AWS). Only the `aws` modules:
+# the others ran in the native step.
+cargo test -p provisioner --features aws --test it --locked -- aws::
+# The Lambdas' handlers, over the fakes and over DynamoDB.
+cargo test -p provisioner-lambdas --features aws --locked

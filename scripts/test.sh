@@ -35,7 +35,7 @@ step "clippy (wasm32)" cargo clippy -p provisioner-verifier-wasm "${WASM[@]}" --
 step "clippy (core without p384)" cargo clippy -p provisioner-core --no-default-features --all-targets --locked -- -D warnings
 step "clippy (dashboard, wasm32)" cargo clippy -p provisioner-admin-ui "${WASM[@]}" --all-targets --locked -- -D warnings
 step "docs (warnings are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
-step "native tests" cargo test --workspace --all-targets --locked
+step "native tests" cargo test --workspace --exclude provisioner-store-aws --all-targets --locked
 step "AWS adapters against moto" bash scripts/test-aws.sh
 step "DynamoDB import of 100,000 devices into dynalite" bash scripts/bench-import-dynalite.sh
 step "wasm tests in Node" cargo test -p provisioner-verifier-wasm "${WASM[@]}" --test node --locked

@@ -1,4 +1,4 @@
-//! The admin API as the dashboard sees it: the JSON shapes of `service/src/admin.rs`
+//! The admin API as the dashboard sees it: the JSON shapes of `http/src/admin.rs`
 //! (`/admin/api/openapi.json` describes them) and [`Session`], which sends requests
 //! with the admin token and turns every failure into an [`ApiError`] to show.
 //!

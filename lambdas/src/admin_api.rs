@@ -1,5 +1,5 @@
 //! The admin API and the dashboard behind API Gateway: the admin router of
-//! [`provisioner_service::admin`] (the same routes and answers as `provisioner serve`)
+//! [`provisioner_http::admin`] (the same routes and answers as `provisioner serve`)
 //! over the fleet on AWS, through `lambda_http`.
 //!
 //! API Gateway's Cognito authorizer guards `/admin/api/...` first; the router checks the
@@ -28,8 +28,8 @@ use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use provisioner_service::admin::{router_with_dashboard, AdminContext, Dashboard};
-use provisioner_service::fleet::FleetAdmin;
+use provisioner_app::fleet::FleetAdmin;
+use provisioner_http::admin::{router_with_dashboard, AdminContext, Dashboard};
 use tower::{Service, ServiceExt};
 
 use crate::gateway::{send_pem_as_text, use_resource_path};

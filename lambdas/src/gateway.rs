@@ -5,7 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Uri};
 use axum::response::Response;
 use lambda_http::RequestExt;
-use provisioner_service::api::PEM_MEDIA_TYPE;
+use provisioner_http::api::PEM_MEDIA_TYPE;
 
 /// `lambda_http` sends a body as text (not base64) only for content types it knows as
 /// text, and for responses carrying this header (value `text`); API Gateway would

@@ -1,4 +1,4 @@
-//! The issuer: the device router of [`provisioner_service::api`] (the same routes, the
+//! The issuer: the device router of [`provisioner_http::api`] (the same routes, the
 //! same answers as the local service) behind API Gateway, through `lambda_http`.
 //!
 //! Before the router, [`IssuerService`] adapts what API Gateway delivers:
@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
-use provisioner_service::api::{router, DeviceApi};
-use provisioner_service::flow::Adapters;
+use provisioner_app::flow::Adapters;
+use provisioner_http::api::{router, DeviceApi};
 use tower::{Service, ServiceExt};
 
 use crate::gateway::{send_pem_as_text, use_resource_path};

@@ -1,6 +1,6 @@
 //! The maintenance Lambda: an EventBridge schedule (`rate(1 minute)`, never two runs at
 //! once: reserved concurrency 1 in `infra/template.yaml`) runs
-//! `provisioner_service::aws::maintenance::Maintenance::run_once`, which resumes a CA
+//! `provisioner_store_aws::maintenance::Maintenance::run_once`, which resumes a CA
 //! rotation a few pages of certificates at a time and retries unfinished regional IoT
 //! Core registrations.
 //!
@@ -130,10 +130,8 @@ mod with_aws {
 
     use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
     use lambda_runtime::LambdaEvent;
-    use provisioner_service::aws::ca::DEFAULT_SETTLE;
-    use provisioner_service::aws::maintenance::{
-        Maintenance, MaintenanceBudget, MaintenanceReport,
-    };
+    use provisioner_store_aws::ca::DEFAULT_SETTLE;
+    use provisioner_store_aws::maintenance::{Maintenance, MaintenanceBudget, MaintenanceReport};
 
     use super::{plan_for, MaintenanceFailed};
 
@@ -233,7 +231,7 @@ mod tests {
     fn the_reserved_settle_is_the_services() {
         assert_eq!(
             Duration::from_secs(SETTLE_SECS),
-            provisioner_service::aws::ca::DEFAULT_SETTLE
+            provisioner_store_aws::ca::DEFAULT_SETTLE
         );
         assert_eq!(
             budget_for(Duration::ZERO).settle,

@@ -29,8 +29,8 @@ pub const FORBIDDEN_ORIGIN_MESSAGE: &str =
 
 /// 403 `forbidden_origin`: the answer of the issuer and the admin API to a request that did
 /// not come through CloudFront.
-pub fn forbidden_origin() -> provisioner_service::api::ApiError {
-    provisioner_service::api::ApiError {
+pub fn forbidden_origin() -> provisioner_http::api::ApiError {
+    provisioner_http::api::ApiError {
         status: axum::http::StatusCode::FORBIDDEN,
         code: FORBIDDEN_ORIGIN,
         message: FORBIDDEN_ORIGIN_MESSAGE.into(),

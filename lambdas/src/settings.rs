@@ -1,5 +1,5 @@
 //! What the Lambdas read from the environment besides the AWS settings
-//! (`provisioner_service::aws::config::AwsSettings`): the issuance profile and limits,
+//! (`provisioner_store_aws::config::AwsSettings`): the issuance profile and limits,
 //! under the same variables and defaults as `provisioner serve`, and the issuer's latent
 //! retrieval URLs.
 //!
@@ -36,10 +36,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
+use provisioner_app::flow::FlowSettings;
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
-use provisioner_service::admin::HostedSignIn;
-use provisioner_service::admin_auth::{JwtConfigError, JwtValidator};
-use provisioner_service::flow::FlowSettings;
+use provisioner_http::admin::HostedSignIn;
+use provisioner_http::admin_auth::{JwtConfigError, JwtValidator};
 use sha2::Sha256;
 
 const DAY: i64 = 24 * 60 * 60;

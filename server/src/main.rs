@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use provisioner_service::local::datadir::DataDir;
+use provisioner_store_local::datadir::DataDir;
 
 /// Secretless IoT device provisioning: devices prove their secure-element key with a CSR
 /// and receive an X.509 client certificate.

@@ -8,8 +8,8 @@ use provisioner_lambdas::admin_api::{admin_context, load_dashboard, AdminApiServ
 use provisioner_lambdas::origin::OriginSecret;
 use provisioner_lambdas::settings::AdminApiSettings;
 use provisioner_lambdas::telemetry;
-use provisioner_service::aws::admin::AwsFleet;
-use provisioner_service::aws::config::AwsSettings;
+use provisioner_store_aws::admin::AwsFleet;
+use provisioner_store_aws::config::AwsSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

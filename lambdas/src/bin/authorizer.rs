@@ -13,8 +13,8 @@ use provisioner_lambdas::authorizer::Authorizer;
 use provisioner_lambdas::origin::OriginSecret;
 use provisioner_lambdas::settings::LambdaSettings;
 use provisioner_lambdas::telemetry;
-use provisioner_service::aws::config::AwsSettings;
-use provisioner_service::aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
+use provisioner_store_aws::config::AwsSettings;
+use provisioner_store_aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

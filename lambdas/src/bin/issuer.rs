@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
+use provisioner_app::flow::Provisioner;
+use provisioner_app::latent::UrlSigner;
+use provisioner_http::api::DeviceApi;
 use provisioner_lambdas::issuer::IssuerService;
 use provisioner_lambdas::origin::OriginSecret;
 use provisioner_lambdas::settings::LambdaSettings;
 use provisioner_lambdas::telemetry;
-use provisioner_service::api::DeviceApi;
-use provisioner_service::aws::adapters::AwsAdapters;
-use provisioner_service::aws::config::AwsSettings;
-use provisioner_service::aws::s3::S3RetrievalStore;
-use provisioner_service::flow::Provisioner;
-use provisioner_service::latent::UrlSigner;
+use provisioner_store_aws::adapters::AwsAdapters;
+use provisioner_store_aws::config::AwsSettings;
+use provisioner_store_aws::s3::S3RetrievalStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

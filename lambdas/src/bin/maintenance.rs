@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use provisioner_lambdas::{maintenance, telemetry};
-use provisioner_service::aws::config::AwsSettings;
-use provisioner_service::aws::maintenance::Maintenance;
+use provisioner_store_aws::config::AwsSettings;
+use provisioner_store_aws::maintenance::Maintenance;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -1,6 +1,6 @@
 //! `provisioner aws`: the PKI admin's steps on AWS (docs/ARCHITECTURE.md) and the issuing CA's
 //! rotation, over ACM Private CA, IoT Core and the config table
-//! (`provisioner_service::aws::ca`).
+//! (`provisioner_store_aws::ca`).
 //!
 //! The commands exist in every build, so `--help` shows them; they run only in a build
 //! with the cargo feature `aws` (`cargo build --release -p provisioner --features aws`),
@@ -168,12 +168,12 @@ mod enabled {
     use anyhow::Context;
     use indicatif::{ProgressBar, ProgressStyle};
     use provisioner_core::RevocationReason;
-    use provisioner_service::api::rfc3339;
-    use provisioner_service::aws::ca::{
+    use provisioner_http::api::rfc3339;
+    use provisioner_store_aws::ca::{
         ca_id, CaDescription, CaError, CaSubject, CertificateSummary, IssuingCaAdmin,
         RotationOptions, RotationProgress, RotationState, SUBORDINATE_TEMPLATE,
     };
-    use provisioner_service::aws::config::AwsSettings;
+    use provisioner_store_aws::config::AwsSettings;
     use serde_json::{json, Value};
 
     use super::{AwsArgs, AwsCommand, CaCommand};

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner_core::{Clock, SystemClock, UnixTime};
-use provisioner_service::api::rfc3339;
-use provisioner_service::local::authority::{CaInfo, LocalAuthority};
-use provisioner_service::local::crls::published_crls;
-use provisioner_service::local::datadir::DataDir;
-use provisioner_service::local::operations;
-use provisioner_service::local::registry::SqliteRegistry;
+use provisioner_http::api::rfc3339;
+use provisioner_store_local::authority::{CaInfo, LocalAuthority};
+use provisioner_store_local::crls::published_crls;
+use provisioner_store_local::datadir::DataDir;
+use provisioner_store_local::operations;
+use provisioner_store_local::registry::SqliteRegistry;
 use serde::Serialize;
 
 use super::crl_lifetime::CrlLifetimeArg;

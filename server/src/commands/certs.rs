@@ -7,10 +7,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use provisioner_core::{
     CertificateRecord, CertificateStatus, Clock, RevocationReason, SystemClock,
 };
-use provisioner_service::api::rfc3339;
-use provisioner_service::local::datadir::DataDir;
-use provisioner_service::local::operations;
-use provisioner_service::local::registry::{
+use provisioner_http::api::rfc3339;
+use provisioner_store_local::datadir::DataDir;
+use provisioner_store_local::operations;
+use provisioner_store_local::registry::{
     status_name, CertificateFilter, RegistryError, SqliteRegistry,
 };
 use serde::Serialize;

@@ -14,11 +14,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use provisioner_core::{Clock, SystemClock};
-use provisioner_service::local::crl_refresh::{BrokerExport, CrlRefresher};
-use provisioner_service::local::crls::CrlWriter;
-use provisioner_service::local::datadir::DataDir;
-use provisioner_service::local::operations;
-use provisioner_service::local::registry::SqliteRegistry;
+use provisioner_store_local::crl_refresh::{BrokerExport, CrlRefresher};
+use provisioner_store_local::crls::CrlWriter;
+use provisioner_store_local::datadir::DataDir;
+use provisioner_store_local::operations;
+use provisioner_store_local::registry::SqliteRegistry;
 
 use super::crl_lifetime::CrlLifetimeArg;
 

@@ -5,20 +5,20 @@
 //! revoked in the registry and wherever the backend makes a revocation known (the CRLs
 //! in the data directory; ACM Private CA and IoT Core in every region on AWS), through
 //! the same use case as `POST /admin/api/devices/{id}/disable` with `{"revoke": true}`
-//! ([`provisioner_service::fleet::disable_device`]). Deployments without the admin API
+//! ([`provisioner_app::fleet::disable_device`]). Deployments without the admin API
 //! run it from here.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use provisioner_core::{CertificateRecord, Clock, RevocationReason, SystemClock};
-use provisioner_service::api::rfc3339;
-use provisioner_service::fleet::{
+use provisioner_app::fleet::{
     self, DeviceRecord, DisabledDevice, FleetAdmin, FleetError, DEFAULT_CUT_OFF_REASON,
 };
-use provisioner_service::local::admin::LocalFleet;
-use provisioner_service::local::registry::{status_name, SqliteRegistry};
+use provisioner_core::{CertificateRecord, Clock, RevocationReason, SystemClock};
+use provisioner_http::api::rfc3339;
+use provisioner_store_local::admin::LocalFleet;
+use provisioner_store_local::registry::{status_name, SqliteRegistry};
 use serde::Serialize;
 
 use super::Backend;
@@ -234,8 +234,8 @@ async fn open_fleet(global: &Global, backend: Backend) -> anyhow::Result<Box<dyn
 
 #[cfg(feature = "aws")]
 async fn open_aws() -> anyhow::Result<Box<dyn FleetAdmin>> {
-    use provisioner_service::aws::admin::AwsFleet;
-    use provisioner_service::aws::config::AwsSettings;
+    use provisioner_store_aws::admin::AwsFleet;
+    use provisioner_store_aws::config::AwsSettings;
 
     let settings = AwsSettings::from_env()?;
     let fleet = AwsFleet::connect(&settings)

@@ -25,7 +25,7 @@ use provisioner_core::{
     Clock, ManifestEntryError, ManifestError, ManifestFormat, ManifestReader, ManifestSigners,
     SystemClock,
 };
-use provisioner_service::local::registry::{
+use provisioner_store_local::registry::{
     ImportItem, ImportOptions, ImportSummary, RegistryError, SqliteRegistry,
 };
 
@@ -246,8 +246,8 @@ async fn import_aws(
     manifests: &[Manifest],
     options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
-    use provisioner_service::aws::config::AwsSettings;
-    use provisioner_service::aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
+    use provisioner_store_aws::config::AwsSettings;
+    use provisioner_store_aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
 
     let settings = AwsSettings::from_env()?;
     let registry =

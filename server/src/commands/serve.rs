@@ -9,16 +9,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use provisioner_app::fleet::FleetAdmin;
+use provisioner_app::flow::{FlowSettings, Provisioner};
+use provisioner_app::latent::UrlSigner;
 use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
-use provisioner_service::admin::{self, AdminContext, HostedSignIn};
-use provisioner_service::admin_auth::JwtValidator;
-use provisioner_service::api::{router, DeviceApi};
-use provisioner_service::fleet::FleetAdmin;
-use provisioner_service::flow::{FlowSettings, Provisioner};
-use provisioner_service::latent::UrlSigner;
-use provisioner_service::local::admin::LocalFleet;
-use provisioner_service::local::datadir::DataDir;
-use provisioner_service::local::LocalAdapters;
+use provisioner_http::admin::{self, AdminContext, HostedSignIn};
+use provisioner_http::admin_auth::JwtValidator;
+use provisioner_http::api::{router, DeviceApi};
+use provisioner_store_local::admin::LocalFleet;
+use provisioner_store_local::datadir::DataDir;
+use provisioner_store_local::LocalAdapters;
 
 use super::Backend;
 use crate::Global;
@@ -150,7 +150,7 @@ impl ServeArgs {
         }
 
         let data_dir = &global.data_dir;
-        let created = provisioner_service::local::initialise(data_dir)?;
+        let created = provisioner_store_local::initialise(data_dir)?;
         for line in &created.messages {
             say(line);
         }
@@ -294,12 +294,12 @@ impl ServeArgs {
         jwt: Option<JwtValidator>,
         sign_in: Option<HostedSignIn>,
     ) -> anyhow::Result<ExitCode> {
-        use provisioner_service::aws::adapters::AwsAdapters;
-        use provisioner_service::aws::admin::AwsFleet;
-        use provisioner_service::aws::ca::IssuingCaStore;
-        use provisioner_service::aws::config::AwsSettings;
-        use provisioner_service::aws::maintenance::MaintenanceBudget;
-        use provisioner_service::aws::s3::S3RetrievalStore;
+        use provisioner_store_aws::adapters::AwsAdapters;
+        use provisioner_store_aws::admin::AwsFleet;
+        use provisioner_store_aws::ca::IssuingCaStore;
+        use provisioner_store_aws::config::AwsSettings;
+        use provisioner_store_aws::maintenance::MaintenanceBudget;
+        use provisioner_store_aws::s3::S3RetrievalStore;
 
         let address = listener.local_addr()?;
         let aws = AwsSettings::from_env()?;

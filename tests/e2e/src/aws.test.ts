@@ -12,7 +12,7 @@
 // both certificates.
 //
 // A FAILED registration is not made here: it needs one region's IoT endpoint to fail,
-// which `serve` cannot be told (service/tests/aws_admin.rs does it with an unreachable
+// which `serve` cannot be told (store-aws/tests/aws_admin.rs does it with an unreachable
 // client); the fixture test admin-ui/tests/browser/aws.rs covers its rendering.
 
 import assert from 'node:assert/strict';

@@ -1,0 +1,6 @@
+//! `provisioner` with `--backend aws` and `provisioner aws ...` against moto.
+
+mod cli;
+mod iot_core;
+mod race;
+mod support;

@@ -1,0 +1,8 @@
+//! The integration tests of `provisioner-store-local`: one binary, a module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop loudly on broken fixtures
+
+mod local_authority;
+mod registry_contract;
+mod rotation;
+mod sqlite_registry;
