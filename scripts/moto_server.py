@@ -4,7 +4,7 @@
 
 moto names an IoT certificate by SHA-256 of its PEM text unless
 default_user_config["iot"]["use_valid_cert"] is set; then, as AWS does, by SHA-256 of
-its DER, the certificate id the registry records (store-aws/tests/iot_registry.rs relies
+its DER, the certificate id the registry records (store-aws/tests/it/iot_registry.rs relies
 on it). Nothing else changes: the other services' tests run against the same server.
 """
 import sys

@@ -2,7 +2,7 @@
 // over moto's server (ACM Private CA, IoT Core in two regions, DynamoDB), started by
 // scripts/test-e2e.sh, which passes its address (E2E_AWS_ENDPOINT) and a binary built
 // with the `aws` feature (E2E_AWS_PROVISIONER). Everything else this test makes itself,
-// with the operator's commands as server/tests/aws_cli.rs runs them: an offline root
+// with the operator's commands as server/tests/it/aws/cli.rs runs them: an offline root
 // (openssl), the issuing CA created, installed and registered in both regions, `serve`
 // with its tables, a fleet imported, two devices provisioned over HTTP, then a second CA
 // created and installed for the rotation. In the browser: the CA page names the current
@@ -12,7 +12,7 @@
 // both certificates.
 //
 // A FAILED registration is not made here: it needs one region's IoT endpoint to fail,
-// which `serve` cannot be told (store-aws/tests/aws_admin.rs does it with an unreachable
+// which `serve` cannot be told (store-aws/tests/it/aws_admin.rs does it with an unreachable
 // client); the fixture test admin-ui/tests/browser/aws.rs covers its rendering.
 
 import assert from 'node:assert/strict';

@@ -4,7 +4,7 @@
 //! Run by `scripts/test-aws.sh` (feature `aws`, moto started with `AWS_ENDPOINT_URL`
 //! and dummy credentials set). The cascade itself (device certificates revoked in
 //! every region, resumption) is tested at the library level in
-//! `store-aws/tests/aws_ca.rs`; here the commands, their JSON and their exit codes.
+//! `store-aws/tests/it/aws_ca.rs`; here the commands, their JSON and their exit codes.
 
 use std::path::Path;
 use std::process::Command;
