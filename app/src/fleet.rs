@@ -213,6 +213,10 @@ pub struct RevokedCertificate {
     /// in every region (AWS). False when part failed; the revocation in the registry
     /// stands, and the failure is logged and retried by the next run.
     pub propagated: bool,
+    /// This call wrote the service's own CRLs again (locally, when it revoked something
+    /// and the CRLs were written). Always false on AWS, where ACM Private CA publishes
+    /// the CRL itself: the admin API shows it without asking which backend runs.
+    pub crl_regenerated: bool,
 }
 
 /// One issuing CA.

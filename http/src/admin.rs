@@ -1140,9 +1140,7 @@ async fn revoke_certificate(
         certificate: CertificateView::new(revoked.certificate, false),
         already_revoked: revoked.already_revoked,
         propagated: revoked.propagated,
-        crl_regenerated: context.fleet.backend() == "local"
-            && revoked.propagated
-            && !revoked.already_revoked,
+        crl_regenerated: revoked.crl_regenerated,
     }))
 }
 

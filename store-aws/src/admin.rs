@@ -616,6 +616,8 @@ impl FleetAdmin for AwsFleet {
                 certificate,
                 already_revoked,
                 propagated,
+                // ACM Private CA publishes the CRL; the service writes none.
+                crl_regenerated: false,
             })
         })
     }

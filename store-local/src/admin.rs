@@ -508,6 +508,7 @@ impl FleetAdmin for LocalFleet {
                 certificate: revocation.certificate,
                 already_revoked: revocation.already_revoked,
                 propagated,
+                crl_regenerated: propagated && !revocation.already_revoked,
             })
         })
     }

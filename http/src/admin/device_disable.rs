@@ -75,9 +75,9 @@ fn revocation(bytes: &[u8]) -> Result<Option<RevocationReason>, ApiError> {
     }
 }
 
-fn revoked_view(backend: &str, revoked: RevokedCertificate) -> RevokedView {
+fn revoked_view(revoked: RevokedCertificate) -> RevokedView {
     RevokedView {
-        crl_regenerated: backend == "local" && revoked.propagated && !revoked.already_revoked,
+        crl_regenerated: revoked.crl_regenerated,
         certificate: CertificateView::new(revoked.certificate, false),
         already_revoked: revoked.already_revoked,
         propagated: revoked.propagated,
@@ -93,14 +93,9 @@ pub(super) async fn disable_device(
     let revoke = revocation(&body(read, "body", MAX_BODY_BYTES)?)?;
     let done =
         fleet::disable_device(context.fleet.as_ref(), &device_id, revoke, context.now()).await?;
-    let backend = context.fleet.backend();
     Ok(Json(DisabledView {
         device: done.device.into(),
-        revoked_certificates: done
-            .revoked
-            .into_iter()
-            .map(|r| revoked_view(backend, r))
-            .collect(),
+        revoked_certificates: done.revoked.into_iter().map(revoked_view).collect(),
     }))
 }
 
