@@ -6,7 +6,7 @@
 //! AWS) replaces the signed route with a URL of its own.
 
 use hmac::{Hmac, Mac};
-use provisioner_core::{PortError, UnixTime};
+use provisioner_core::UnixTime;
 use sha2::Sha256;
 
 /// Why a retrieval URL was refused.
@@ -22,36 +22,7 @@ pub enum RetrievalError {
     Expired,
 }
 
-/// What a [`CertificateStore`] returns: where the device fetches its certificate, and
-/// until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publication {
-    /// The URL the device fetches (no credentials needed).
-    pub url: String,
-    /// When it stops working, Unix seconds.
-    pub expires_at: UnixTime,
-}
-
-/// The future a [`CertificateStore`] returns (boxed, so the store can be a trait object
-/// chosen at run time).
-pub type PublishFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Publication, PortError>> + Send + 'a>,
->;
-
-/// Where latent delivery (`POST /new?delivery=url`) leaves a certificate for the device to
-/// fetch: an S3 bucket on AWS. Without one, the answer is the service's own signed
-/// retrieval route ([`UrlSigner`]).
-pub trait CertificateStore: Send + Sync {
-    /// Stores `pem` (the certificate, then its chain) under `certificate_id` and answers
-    /// a URL valid for at most `ttl_secs` from `now`. Idempotent.
-    fn publish<'a>(
-        &'a self,
-        certificate_id: &'a str,
-        pem: &'a str,
-        ttl_secs: i64,
-        now: UnixTime,
-    ) -> PublishFuture<'a>;
-}
+pub use provisioner_core::ports::{CertificateStore, Publication, PublishFuture};
 
 /// Signs and checks retrieval URLs.
 #[derive(Clone)]

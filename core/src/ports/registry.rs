@@ -1,46 +1,11 @@
-//! The ports: small traits, named for their roles, through which the provisioning flow
-//! reaches the outside world. Adapters implement them (SQLite, the on-disk CA, DynamoDB,
-//! ACM Private CA, IoT Core); this crate only names what the flow needs.
-//!
-//! Methods return `Send` futures so one flow serves both the local service and Lambdas.
+//! The device registry: devices, their certificates, and the per-device issuance claim
+//! (SQLite locally, DynamoDB on AWS).
 
 use std::future::Future;
 
-use crate::csr::VerifiedCsr;
-use crate::issuance::{CertificateStatus, IssuanceProfile, UnixTime};
+use super::PortError;
+use crate::issuance::{CertificateStatus, UnixTime};
 use crate::key::DeviceKey;
-
-/// A failure of an adapter, as the flow sees it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PortError {
-    /// The backend cannot serve now but may soon (503 with `Retry-After`).
-    #[error("{what} is unavailable now; retry after {retry_after_secs} s")]
-    Unavailable {
-        /// What is unavailable (safe to show the caller).
-        what: String,
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
-    /// Another request took the device's issuance claim after this one's lapsed, so this
-    /// one's certificate was not recorded (503 with `Retry-After`: the retry finds the
-    /// other's certificate).
-    #[error("another request for device {device_id} is issuing its certificate; retry")]
-    ClaimLost {
-        /// The device whose claim was lost.
-        device_id: String,
-    },
-    /// The CA that signed the certificate was retired (a rotation finished meanwhile), so
-    /// the certificate was not recorded; the flow signs again under the current CA.
-    #[error("the issuing CA {issuer} was retired while the certificate was being issued")]
-    IssuerRetired {
-        /// The retired CA's id.
-        issuer: String,
-    },
-    /// Anything else: logged with its cause, answered as a generic 500.
-    #[error("{0}")]
-    Internal(String),
-}
 
 /// A per-device issuance claim: while one request holds it, no other signs for that
 /// device (one signing call per decision, whatever the concurrency, across processes).
@@ -175,23 +140,6 @@ pub struct CertificateRecord {
     pub certificate_pem: String,
 }
 
-/// A certificate the CA has just signed, not yet recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedCertificate {
-    /// The certificate DER.
-    pub der: Vec<u8>,
-    /// The certificate PEM.
-    pub pem: String,
-    /// Serial number, hex.
-    pub serial: String,
-    /// The issuing CA's id.
-    pub issuer: String,
-    /// Start of validity.
-    pub not_before: UnixTime,
-    /// End of validity.
-    pub not_after: UnixTime,
-}
-
 /// Where devices and their certificates are recorded (SQLite locally, DynamoDB on AWS).
 pub trait DeviceRegistry: Send + Sync {
     /// The device, if registered.
@@ -257,92 +205,6 @@ pub trait DeviceRegistry: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Signs certificates (the on-disk CA locally, ACM Private CA or IoT Core on AWS).
-pub trait CertificateAuthority: Send + Sync {
-    /// Issues a certificate for a verified request under `profile`, at `now`: subject CN =
-    /// device id, the request's key, nothing else taken from the CSR.
-    ///
-    /// `idempotency_key` is the same for a retry of one issuance and differs for the
-    /// device's next one (the flow derives it from the CSR fingerprint and the device's
-    /// recent certificates): a CA that deduplicates requests (ACM Private CA's idempotency
-    /// token) returns the certificate it already minted instead of a second one.
-    fn issue(
-        &self,
-        request: &VerifiedCsr,
-        idempotency_key: &str,
-        profile: &IssuanceProfile,
-        now: UnixTime,
-    ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send;
-
-    /// The chain devices need: the issuing intermediate, then the root, PEM.
-    fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send;
-
-    /// Revokes at the CA the certificates a new issuance superseded (already REVOKED in
-    /// the registry). A CA whose revocation list is made from the registry (the local CA)
-    /// has nothing to do; ACM Private CA is told, so its CRL lists them. Idempotent.
-    fn retire(
-        &self,
-        superseded: &[CertificateRecord],
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        let _ = superseded;
-        std::future::ready(Ok(()))
-    }
-}
-
-/// The MQTT side's registry of things and principals (IoT Core, or its local stand-in).
-pub trait ThingRegistry: Send + Sync {
-    /// Creates the thing if absent, attaches the policy, and attaches the certificate as
-    /// its principal.
-    fn register(
-        &self,
-        device_id: &str,
-        certificate: &CertificateRecord,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
-
-    /// Stops the MQTT side accepting certificates a new issuance superseded (IoT Core:
-    /// status REVOKED in every region). The local stand-in reads the registry's CRL, so it
-    /// has nothing to do. Idempotent.
-    fn retire(
-        &self,
-        device_id: &str,
-        superseded: &[CertificateRecord],
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        let _ = (device_id, superseded);
-        std::future::ready(Ok(()))
-    }
-}
-
-/// One decision, allow or deny, with its reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    /// When.
-    pub at: UnixTime,
-    /// The device id, when the request named one.
-    pub device_id: Option<String>,
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// The refusal's stable code (deny), or what was done (allow: `issued`, `returned`).
-    pub code: String,
-    /// The client address.
-    pub remote_addr: Option<String>,
-    /// The CSR fingerprint, when the CSR parsed.
-    pub fingerprint: Option<String>,
-    /// The certificate returned, if any.
-    pub certificate_id: Option<String>,
-}
-
-/// Where every allow and deny is written.
-pub trait AuditLog: Send + Sync {
-    /// Appends an event.
-    fn record(&self, event: AuditEvent) -> impl Future<Output = Result<(), PortError>> + Send;
-}
-
-/// The time, so tests can move it.
-pub trait Clock: Send + Sync {
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> UnixTime;
-}
-
 // A shared adapter serves as its port: one SQLite registry is registry, thing registry
 // and audit log at once.
 impl<T: DeviceRegistry + ?Sized> DeviceRegistry for std::sync::Arc<T> {
@@ -393,70 +255,5 @@ impl<T: DeviceRegistry + ?Sized> DeviceRegistry for std::sync::Arc<T> {
         now: UnixTime,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         (**self).record_issuance(certificate, supersede, claim, now)
-    }
-}
-
-impl<T: CertificateAuthority + ?Sized> CertificateAuthority for std::sync::Arc<T> {
-    fn issue(
-        &self,
-        request: &VerifiedCsr,
-        idempotency_key: &str,
-        profile: &IssuanceProfile,
-        now: UnixTime,
-    ) -> impl Future<Output = Result<SignedCertificate, PortError>> + Send {
-        (**self).issue(request, idempotency_key, profile, now)
-    }
-
-    fn chain_pem(&self) -> impl Future<Output = Result<String, PortError>> + Send {
-        (**self).chain_pem()
-    }
-
-    fn retire(
-        &self,
-        superseded: &[CertificateRecord],
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        (**self).retire(superseded)
-    }
-}
-
-impl<T: ThingRegistry + ?Sized> ThingRegistry for std::sync::Arc<T> {
-    fn register(
-        &self,
-        device_id: &str,
-        certificate: &CertificateRecord,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        (**self).register(device_id, certificate)
-    }
-
-    fn retire(
-        &self,
-        device_id: &str,
-        superseded: &[CertificateRecord],
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        (**self).retire(device_id, superseded)
-    }
-}
-
-impl<T: AuditLog + ?Sized> AuditLog for std::sync::Arc<T> {
-    fn record(&self, event: AuditEvent) -> impl Future<Output = Result<(), PortError>> + Send {
-        (**self).record(event)
-    }
-}
-
-impl<T: Clock + ?Sized> Clock for std::sync::Arc<T> {
-    fn now(&self) -> UnixTime {
-        (**self).now()
-    }
-}
-
-/// The machine's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
     }
 }
