@@ -6,13 +6,11 @@
 
 pub mod admin;
 pub mod authority;
-mod claims;
 pub mod crl_refresh;
 pub mod crls;
 pub mod datadir;
 pub mod operations;
 pub mod registry;
-mod registry_error;
 
 use std::future::Future;
 use std::path::PathBuf;

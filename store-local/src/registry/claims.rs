@@ -15,7 +15,7 @@
 use provisioner_core::{ClaimOutcome, IssuanceClaim, UnixTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::registry_error::RegistryError;
+use super::RegistryError;
 
 /// Migration 3: the claims table.
 pub(super) const MIGRATION: &str = "
@@ -105,7 +105,8 @@ mod tests {
         CertificateRecord, CertificateStatus, DeviceKey, DeviceRegistry, PortError,
     };
 
-    use super::super::registry::{CaState, SqliteRegistry, MIGRATIONS, SCHEMA_VERSION};
+    use super::super::schema::{MIGRATIONS, SCHEMA_VERSION};
+    use super::super::{CaState, SqliteRegistry};
     use super::*;
 
     const NOW: UnixTime = 1_800_000_000;

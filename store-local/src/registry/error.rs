@@ -1,6 +1,6 @@
 //! Why a SQLite registry operation failed ([`RegistryError`]), and how each failure
-//! reaches the flow as a [`PortError`]. Its own module so the registry's helpers (the
-//! issuance claims) share it without importing the registry.
+//! reaches the flow as a [`PortError`]. Every part of the registry (and the issuance
+//! claims) returns it.
 
 use std::path::PathBuf;
 
@@ -26,7 +26,7 @@ pub enum RegistryError {
         path: PathBuf,
         /// Its `user_version`.
         found: i64,
-        /// [`SCHEMA_VERSION`](super::registry::SCHEMA_VERSION).
+        /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION).
         known: i64,
     },
     /// No certificate has this id.
