@@ -362,7 +362,10 @@ pub struct CrlDocument {
 /// Methods take `&self` and return boxed futures so that the router holds one
 /// `Arc<dyn FleetAdmin>` whatever the backend.
 pub trait FleetAdmin: Send + Sync + 'static {
-    /// `local` or `aws`, shown to the dashboard (`GET ca` says it).
+    /// `local` or `aws`, shown to the dashboard (`GET ca` says it). For display only:
+    /// no caller branches on it (docs/ARCHITECTURE.md, "The rule: layers call downwards
+    /// only"); what differs between backends is in the answers of the other methods,
+    /// such as [`RevokedCertificate::crl_regenerated`].
     fn backend(&self) -> &'static str;
 
     /// One page of devices.

@@ -4,7 +4,7 @@
 //! and the admin-api Lambda. Each router maps errors to HTTP in one place.
 
 #![forbid(unsafe_code)]
-// The OpenAPI document is one large `json!` literal (admin.rs).
+// The OpenAPI document's sections are large `json!` literals (admin/openapi/).
 #![recursion_limit = "256"]
 #![warn(missing_docs)]
 

@@ -16,11 +16,13 @@ use axum::Json;
 use provisioner_core::RevocationReason;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    bad_request, body, path, reason_names, AdminContext, ApiError, CertificateView, DeviceView,
-    RevokedView,
-};
-use provisioner_app::fleet::{self, RevokedCertificate, DEFAULT_CUT_OFF_REASON};
+use super::certificates::{reason_names, RevokedView};
+use super::devices::DeviceView;
+use super::error::bad_request;
+use super::input::{body, path};
+use super::AdminContext;
+use crate::api::ApiError;
+use provisioner_app::fleet::{self, DEFAULT_CUT_OFF_REASON};
 
 /// The largest body read: it holds two small fields.
 const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -75,15 +77,6 @@ fn revocation(bytes: &[u8]) -> Result<Option<RevocationReason>, ApiError> {
     }
 }
 
-fn revoked_view(revoked: RevokedCertificate) -> RevokedView {
-    RevokedView {
-        crl_regenerated: revoked.crl_regenerated,
-        certificate: CertificateView::new(revoked.certificate, false),
-        already_revoked: revoked.already_revoked,
-        propagated: revoked.propagated,
-    }
-}
-
 pub(super) async fn disable_device(
     State(context): State<Arc<AdminContext>>,
     device_id: Result<Path<String>, PathRejection>,
@@ -95,7 +88,7 @@ pub(super) async fn disable_device(
         fleet::disable_device(context.fleet.as_ref(), &device_id, revoke, context.now()).await?;
     Ok(Json(DisabledView {
         device: done.device.into(),
-        revoked_certificates: done.revoked.into_iter().map(revoked_view).collect(),
+        revoked_certificates: done.revoked.into_iter().map(RevokedView::from).collect(),
     }))
 }
 
