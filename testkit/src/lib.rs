@@ -6,7 +6,10 @@
 #![allow(missing_docs)]
 
 pub mod admin_routes;
+pub mod audit_contract;
+pub mod authority_contract;
 pub mod claimed;
 #[cfg(feature = "aws")]
 pub mod moto;
 pub mod registry_contract;
+pub mod things_contract;

@@ -9,4 +9,5 @@ mod aws_flow;
 mod dynamodb_admin;
 mod dynamodb_registry;
 mod iot_registry;
+mod port_contracts;
 mod s3_retrieval;

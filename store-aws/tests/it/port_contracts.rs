@@ -1,0 +1,14 @@
+//! The port contracts of `provisioner_testkit` (`authority_contract`, `things_contract`,
+//! `audit_contract`) on the AWS adapters over moto: ACM Private CA, IoT Core and the
+//! DynamoDB audit log. Each test makes its own CA, tables, policy and things, so they
+//! run in parallel on one moto; without moto (`AWS_ENDPOINT_URL`) they fail.
+
+mod audit;
+mod authority;
+mod things;
+
+/// The standard AWS configuration, pointed at moto (and only at a local stand-in).
+async fn sdk() -> aws_config::SdkConfig {
+    provisioner_testkit::moto::endpoint();
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
