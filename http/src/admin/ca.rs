@@ -23,7 +23,7 @@ use provisioner_app::fleet::{IssuingCaRecord, RotationRequest, RotationStatus};
 /// One issuing CA (the `Ca` schema).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct CaView {
+struct CaView {
     id: String,
     arn: Option<String>,
     subject: String,
@@ -134,7 +134,7 @@ impl From<RotationStatus> for RotationView {
 /// The body of `POST ca/rotate`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RotateBody {
+struct RotateBody {
     to: Option<String>,
 }
 

@@ -152,7 +152,7 @@ pub(super) async fn certificate(
 
 /// The body of `POST certificates/{id}/revoke`.
 #[derive(Deserialize)]
-pub(super) struct RevokeBody {
+struct RevokeBody {
     reason: Option<String>,
 }
 
