@@ -12,9 +12,6 @@
 //! may be more, an opaque `next` key that it alone understands (the router wraps it in
 //! the API's cursor).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use provisioner_core::{
     AuditEvent, CertificateRecord, CertificateStatus, DeviceKey, ManifestFormat, RevocationReason,
     UnixTime,
@@ -26,8 +23,9 @@ mod disable;
 
 pub use disable::{disable_device, DisabledDevice, DEFAULT_CUT_OFF_REASON};
 
-/// The future a [`FleetAdmin`] method returns.
-pub type FleetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>;
+/// The future a [`FleetAdmin`] method returns: the ports' one boxed form (the role is
+/// held as a trait object, chosen at run time).
+pub type FleetFuture<'a, T> = provisioner_core::ports::BoxFuture<'a, Result<T, FleetError>>;
 
 /// Why a [`FleetAdmin`] call failed; the admin router maps each to one HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
