@@ -163,6 +163,48 @@ pub struct DeviceApi<B: Adapters> {
     pub certificate_store: Option<Arc<dyn CertificateStore>>,
 }
 
+/// Why [`DeviceApi::new`] cannot sign retrieval URLs with the key it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnusableUrlKey(String);
+
+impl<B: Adapters> DeviceApi<B> {
+    /// The device API over `provisioner`: latent retrieval URLs are signed with `url_key`,
+    /// live `retrieval_ttl_secs` and start with `public_url` (empty: relative URLs);
+    /// latent delivery uses the signed route until
+    /// [`DeviceApi::with_certificate_store`] names a store. The one assembly `serve`
+    /// (both backends) and the issuer Lambda share.
+    ///
+    /// # Errors
+    /// [`UnusableUrlKey`] when `url_key` cannot key the URL signature.
+    pub fn new(
+        provisioner: Provisioner<B>,
+        url_key: &[u8],
+        retrieval_ttl_secs: i64,
+        public_url: impl Into<String>,
+    ) -> Result<Self, UnusableUrlKey> {
+        Ok(Self {
+            provisioner,
+            url_signer: UrlSigner::new(url_key, retrieval_ttl_secs)
+                .map_err(|e| UnusableUrlKey(e.to_string()))?,
+            public_url: public_url.into(),
+            certificate_store: None,
+        })
+    }
+
+    /// Latent delivery leaves certificates in `store`; `None` keeps the signed route.
+    #[must_use]
+    pub fn with_certificate_store(mut self, store: Option<Arc<dyn CertificateStore>>) -> Self {
+        self.certificate_store = store;
+        self
+    }
+
+    /// The device router over this API ([`router`]).
+    pub fn into_router(self) -> Router {
+        router(Arc::new(self))
+    }
+}
+
 /// The device API router.
 pub fn router<B: Adapters>(api: Arc<DeviceApi<B>>) -> Router {
     Router::new()
@@ -518,17 +560,18 @@ mod tests {
             audit: registry.clone(),
             clock: clock.clone(),
         };
-        let api = DeviceApi {
-            provisioner: Provisioner::new(ports, flow_settings),
-            url_signer: UrlSigner::new(b"test key", 600).unwrap(),
-            public_url: "http://127.0.0.1:9".into(),
-            certificate_store: None,
-        };
+        let api = DeviceApi::new(
+            Provisioner::new(ports, flow_settings),
+            b"test key",
+            600,
+            "http://127.0.0.1:9",
+        )
+        .unwrap();
         Harness {
             registry,
             authority,
             clock,
-            router: router(Arc::new(api)),
+            router: api.into_router(),
         }
     }
 

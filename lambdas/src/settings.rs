@@ -1,7 +1,7 @@
 //! What the Lambdas read from the environment besides the AWS settings
 //! (`provisioner_store_aws::config::AwsSettings`): the issuance profile and limits,
-//! under the same variables and defaults as `provisioner serve`, and the issuer's latent
-//! retrieval URLs.
+//! under the same variables, defaults and conversion as `provisioner serve`
+//! (`provisioner_http::api_options`), and the issuer's latent retrieval URLs.
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
@@ -37,12 +37,10 @@ use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use provisioner_app::flow::FlowSettings;
-use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
 use provisioner_http::admin::HostedSignIn;
 use provisioner_http::admin_auth::{JwtConfigError, JwtValidator};
+use provisioner_http::api_options::{IssuanceOptions, DEFAULT_RETRIEVAL_TTL_SECS};
 use sha2::Sha256;
-
-const DAY: i64 = 24 * 60 * 60;
 
 /// What the derived retrieval key is an HMAC of, under the origin secret: a label, so the
 /// key is not the secret itself and means nothing elsewhere.
@@ -141,26 +139,32 @@ impl LambdaSettings {
                 .map(derived_retrieval_key),
         };
         Ok(Self {
-            flow: FlowSettings {
-                profile: IssuanceProfile {
-                    csr: CsrPolicy {
-                        allow_p384,
-                        ..CsrPolicy::default()
-                    },
-                    validity_secs: i64::from(number("PROVISIONER_VALIDITY_DAYS", 365)?) * DAY,
-                    renew_within_secs: i64::from(number("PROVISIONER_RENEW_WITHIN_DAYS", 30)?)
-                        * DAY,
-                    ..IssuanceProfile::default()
-                },
-                rate_limit: IssuanceRateLimit {
-                    per_hour: number("PROVISIONER_RATE_LIMIT", 10)?,
-                },
-                failures_per_minute: number("PROVISIONER_FAILED_RATE_LIMIT", 100)?,
-                endpoint: get("PROVISIONER_MQTT_ENDPOINT").unwrap_or_default(),
-                claim_wait: FlowSettings::DEFAULT_CLAIM_WAIT,
-            },
+            flow: IssuanceOptions {
+                validity_days: number(
+                    "PROVISIONER_VALIDITY_DAYS",
+                    IssuanceOptions::DEFAULT_VALIDITY_DAYS,
+                )?,
+                renew_within_days: number(
+                    "PROVISIONER_RENEW_WITHIN_DAYS",
+                    IssuanceOptions::DEFAULT_RENEW_WITHIN_DAYS,
+                )?,
+                rate_limit: number(
+                    "PROVISIONER_RATE_LIMIT",
+                    IssuanceOptions::DEFAULT_RATE_LIMIT,
+                )?,
+                failed_rate_limit: number(
+                    "PROVISIONER_FAILED_RATE_LIMIT",
+                    IssuanceOptions::DEFAULT_FAILED_RATE_LIMIT,
+                )?,
+                allow_p384,
+                mqtt_endpoint: get("PROVISIONER_MQTT_ENDPOINT").unwrap_or_default(),
+            }
+            .flow_settings(),
             public_url,
-            retrieval_ttl_secs: i64::from(number("PROVISIONER_RETRIEVAL_TTL_SECS", 600)?),
+            retrieval_ttl_secs: i64::from(number(
+                "PROVISIONER_RETRIEVAL_TTL_SECS",
+                DEFAULT_RETRIEVAL_TTL_SECS,
+            )?),
             retrieval_key,
         })
     }
@@ -322,6 +326,8 @@ fn derived_retrieval_key(origin_secret: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: i64 = 24 * 60 * 60;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -45,6 +45,7 @@ pub mod dynamodb_claim;
 pub mod iot;
 pub mod maintenance;
 pub mod s3;
+pub mod wiring;
 
 /// Error codes with which AWS services say "too much, too fast" (ACM Private CA, IoT Core,
 /// DynamoDB): the SDK retries them, then the adapters answer 503 with Retry-After. S3 says

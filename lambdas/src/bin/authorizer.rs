@@ -2,8 +2,8 @@
 //! `provisioner_lambdas::authorizer`): reads the settings and builds its adapters once per
 //! container, then decides each request.
 //!
-//! It needs only the registry and the audit log (DynamoDB), so it builds just those: no
-//! CA or IoT client on its cold start.
+//! It needs only the registry and the audit log (DynamoDB), so it builds just those
+//! (`provisioner_store_aws::wiring::registry`): no CA or IoT client on its cold start.
 
 use std::sync::Arc;
 
@@ -14,14 +14,14 @@ use provisioner_lambdas::origin::OriginSecret;
 use provisioner_lambdas::settings::LambdaSettings;
 use provisioner_lambdas::telemetry;
 use provisioner_store_aws::config::AwsSettings;
-use provisioner_store_aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
+use provisioner_store_aws::wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let aws = AwsSettings::from_env()?;
     let settings = LambdaSettings::from_env(aws.origin_secret.as_deref())?;
-    let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&aws.table_prefix)).await;
+    let registry = wiring::registry(&aws).await;
     let authorizer = Arc::new(Authorizer::new(
         registry.clone(),
         registry,

@@ -1,19 +1,17 @@
 //! The issuer (see `provisioner_lambdas::issuer`): `POST /new` and latent retrieval,
 //! the device router of the local service behind API Gateway. Reads the settings and
-//! builds the AWS adapters once per container, then serves each request.
+//! builds the AWS device flow once per container (`provisioner_store_aws::wiring`, as
+//! `provisioner serve --backend aws` does), then serves each request.
 
 use std::sync::Arc;
 
-use provisioner_app::flow::Provisioner;
-use provisioner_app::latent::UrlSigner;
 use provisioner_http::api::DeviceApi;
 use provisioner_lambdas::issuer::IssuerService;
 use provisioner_lambdas::origin::OriginSecret;
 use provisioner_lambdas::settings::LambdaSettings;
 use provisioner_lambdas::telemetry;
-use provisioner_store_aws::adapters::AwsAdapters;
 use provisioner_store_aws::config::AwsSettings;
-use provisioner_store_aws::s3::S3RetrievalStore;
+use provisioner_store_aws::wiring::AwsDeviceFlow;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -33,17 +31,15 @@ async fn main() -> Result<(), lambda_http::Error> {
             "PROVISIONER_PUBLIC_URL is not set: latent retrieval URLs are relative (/certificates/...)"
         );
     }
-    let ports = AwsAdapters::connect(&aws).await?;
-    let mut flow = settings.flow;
-    // IoT Core mode: a subject beyond the CN is refused before IoT Core copies it.
-    flow.profile.csr = aws.issuance_mode.csr_policy(flow.profile.csr);
-    let api = DeviceApi::<AwsAdapters> {
-        provisioner: Provisioner::new(ports, flow),
-        url_signer: UrlSigner::new(url_key, settings.retrieval_ttl_secs)
-            .map_err(|e| format!("the retrieval URL key is unusable: {e}"))?,
-        public_url: settings.public_url,
-        certificate_store: S3RetrievalStore::for_settings(&aws).await,
-    };
+    let flow = AwsDeviceFlow::connect(&aws, settings.flow).await?;
+    let api = DeviceApi::new(
+        flow.provisioner,
+        url_key,
+        settings.retrieval_ttl_secs,
+        settings.public_url,
+    )
+    .map_err(|e| format!("the retrieval URL key is unusable: {e}"))?
+    .with_certificate_store(flow.certificate_store);
     tracing::info!(
         origin_checked = aws.origin_secret.is_some(),
         issuance_mode = aws.issuance_mode.name(),

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use provisioner_core::{
     CertificateRecord, CertificateStatus, Clock, RevocationReason, SystemClock,
@@ -140,7 +139,7 @@ impl CertsCommand {
             Self::Revoke(args) => args.json,
         };
         let result = async {
-            let registry = open_registry(global)?;
+            let registry = super::open_local_registry(&global.data_dir)?;
             match self {
                 Self::List(args) => list(&registry, args).await,
                 Self::Revoke(args) => revoke(&registry, &global.data_dir, args).await,
@@ -160,16 +159,6 @@ impl CertsCommand {
             other => other,
         }
     }
-}
-
-fn open_registry(global: &Global) -> anyhow::Result<SqliteRegistry> {
-    global.data_dir.ensure_exists().with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            global.data_dir.root().display()
-        )
-    })?;
-    Ok(SqliteRegistry::open(global.data_dir.registry_path())?)
 }
 
 async fn list(registry: &SqliteRegistry, args: ListArgs) -> anyhow::Result<ExitCode> {

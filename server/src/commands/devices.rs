@@ -10,7 +10,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner_app::fleet::{
     self, DeviceRecord, DisabledDevice, FleetAdmin, FleetError, DEFAULT_CUT_OFF_REASON,
@@ -18,7 +17,7 @@ use provisioner_app::fleet::{
 use provisioner_core::{CertificateRecord, Clock, RevocationReason, SystemClock};
 use provisioner_http::api::rfc3339;
 use provisioner_store_local::admin::LocalFleet;
-use provisioner_store_local::registry::{status_name, SqliteRegistry};
+use provisioner_store_local::registry::status_name;
 use serde::Serialize;
 
 use super::Backend;
@@ -221,15 +220,8 @@ async fn open_fleet(global: &Global, backend: Backend) -> anyhow::Result<Box<dyn
     if backend == Backend::Aws {
         return open_aws().await;
     }
-    let data_dir = &global.data_dir;
-    data_dir.ensure_exists().with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            data_dir.root().display()
-        )
-    })?;
-    let registry = SqliteRegistry::open(data_dir.registry_path())?;
-    Ok(Box::new(LocalFleet::new(registry, data_dir.clone())))
+    let registry = super::open_local_registry(&global.data_dir)?;
+    Ok(Box::new(LocalFleet::new(registry, global.data_dir.clone())))
 }
 
 #[cfg(feature = "aws")]

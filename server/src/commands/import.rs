@@ -161,13 +161,7 @@ impl ImportArgs {
             };
             return import_aws(&reader, &manifests, &options).await;
         }
-        global.data_dir.ensure_exists().with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                global.data_dir.root().display()
-            )
-        })?;
-        let registry = SqliteRegistry::open(global.data_dir.registry_path())?;
+        let registry = super::open_local_registry(&global.data_dir)?;
         let options = ImportOptions {
             replace: self.replace,
             dry_run: self.dry_run,
@@ -247,11 +241,10 @@ async fn import_aws(
     options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
     use provisioner_store_aws::config::AwsSettings;
-    use provisioner_store_aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
+    use provisioner_store_aws::wiring;
 
     let settings = AwsSettings::from_env()?;
-    let registry =
-        DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&settings.table_prefix)).await;
+    let registry = wiring::registry(&settings).await;
     let mut items = Vec::new();
     for manifest in manifests {
         let source = manifest.name.as_str();

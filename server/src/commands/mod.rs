@@ -12,6 +12,23 @@ pub mod devices;
 pub mod import;
 pub mod serve;
 
+/// The local registry of `data_dir` for a command, the directory created first when
+/// absent (the one way the CLI commands open it; `ca` opens an existing one).
+pub(crate) fn open_local_registry(
+    data_dir: &provisioner_store_local::datadir::DataDir,
+) -> anyhow::Result<provisioner_store_local::registry::SqliteRegistry> {
+    use anyhow::Context;
+    data_dir.ensure_exists().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            data_dir.root().display()
+        )
+    })?;
+    Ok(provisioner_store_local::registry::SqliteRegistry::open(
+        data_dir.registry_path(),
+    )?)
+}
+
 /// The adapter sets the service and the import can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {

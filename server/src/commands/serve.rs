@@ -10,20 +10,17 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use provisioner_app::fleet::FleetAdmin;
-use provisioner_app::flow::{FlowSettings, Provisioner};
-use provisioner_app::latent::UrlSigner;
-use provisioner_core::{CsrPolicy, IssuanceProfile, IssuanceRateLimit};
+use provisioner_app::flow::{Adapters, Provisioner};
 use provisioner_http::admin::{self, AdminContext, HostedSignIn};
 use provisioner_http::admin_auth::JwtValidator;
-use provisioner_http::api::{router, DeviceApi};
+use provisioner_http::api::DeviceApi;
+use provisioner_http::api_options::{IssuanceOptions, DEFAULT_RETRIEVAL_TTL_SECS};
 use provisioner_store_local::admin::LocalFleet;
 use provisioner_store_local::datadir::DataDir;
 use provisioner_store_local::LocalAdapters;
 
 use super::Backend;
 use crate::Global;
-
-const DAY: i64 = 24 * 60 * 60;
 
 /// Arguments of `provisioner serve`.
 #[derive(Debug, Args)]
@@ -32,19 +29,35 @@ pub struct ServeArgs {
     #[arg(long, env = "PROVISIONER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Lifetime of issued certificates, in days.
-    #[arg(long, env = "PROVISIONER_VALIDITY_DAYS", default_value_t = 365)]
+    #[arg(
+        long,
+        env = "PROVISIONER_VALIDITY_DAYS",
+        default_value_t = IssuanceOptions::DEFAULT_VALIDITY_DAYS
+    )]
     validity_days: u32,
     /// A request within this many days of the current certificate's expiry gets a new one
     /// (a value at or above the validity makes every request issue, and a replayed CSR
     /// revoke the device's current certificate: serve warns at start-up).
-    #[arg(long, env = "PROVISIONER_RENEW_WITHIN_DAYS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "PROVISIONER_RENEW_WITHIN_DAYS",
+        default_value_t = IssuanceOptions::DEFAULT_RENEW_WITHIN_DAYS
+    )]
     renew_within_days: u32,
     /// New certificates per device per hour (0 = no limit).
-    #[arg(long, env = "PROVISIONER_RATE_LIMIT", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "PROVISIONER_RATE_LIMIT",
+        default_value_t = IssuanceOptions::DEFAULT_RATE_LIMIT
+    )]
     rate_limit: u32,
     /// Failed requests per client address per minute (0 = no limit); generous, since a
     /// factory line may sit behind one address.
-    #[arg(long, env = "PROVISIONER_FAILED_RATE_LIMIT", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "PROVISIONER_FAILED_RATE_LIMIT",
+        default_value_t = IssuanceOptions::DEFAULT_FAILED_RATE_LIMIT
+    )]
     failed_rate_limit: u32,
     /// The MQTT endpoint returned to devices.
     #[arg(
@@ -54,7 +67,11 @@ pub struct ServeArgs {
     )]
     mqtt_endpoint: String,
     /// How long a latent retrieval URL stays valid, in seconds.
-    #[arg(long, env = "PROVISIONER_RETRIEVAL_TTL_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "PROVISIONER_RETRIEVAL_TTL_SECS",
+        default_value_t = DEFAULT_RETRIEVAL_TTL_SECS
+    )]
     retrieval_ttl_secs: u32,
     /// Accept P-384 device keys signed with SHA-384.
     #[arg(long, env = "PROVISIONER_ALLOW_P384")]
@@ -127,7 +144,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Binds, initialises a fresh data directory, and serves until SIGINT or SIGTERM.
     pub async fn run(self, global: &Global) -> anyhow::Result<ExitCode> {
-        if self.renew_within_days >= self.validity_days {
+        if self.issuance().renews_every_request() {
             // The proof of possession has no freshness: anyone who saw a CSR can resend it.
             tracing::warn!(
                 renew_within_days = self.renew_within_days,
@@ -158,7 +175,6 @@ impl ServeArgs {
             show_new_admin_token(data_dir, token);
         }
 
-        let settings = self.flow_settings();
         let ports = LocalAdapters::open(data_dir)?;
         let crl_writer = self.crls.writer();
         let fleet = LocalFleet::new(ports.registry.clone(), data_dir.clone())
@@ -169,52 +185,64 @@ impl ServeArgs {
             .await?;
         let admin = admin_context(Arc::new(fleet), jwt, sign_in)
             .with_token_file(data_dir.admin_token_path());
-        let url_key = data_dir.url_signing_key()?.bytes;
-        let api = DeviceApi::<LocalAdapters> {
-            provisioner: Provisioner::new(ports, settings),
-            url_signer: UrlSigner::new(&url_key, i64::from(self.retrieval_ttl_secs))
-                .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
-            public_url: format!("http://{address}"),
-            certificate_store: None,
-        };
-        let dashboard = self.dashboard(address)?;
-        serve_until_stopped(listener, router(Arc::new(api)), admin, dashboard).await
+        let flow = Provisioner::new(ports, self.issuance().flow_settings());
+        let api = self.device_api(flow, global, address)?;
+        self.serve_until_stopped(listener, api.into_router(), admin)
+            .await
     }
-}
 
-/// Serves the device API, the admin API under /admin/api and the dashboard at / until
-/// SIGINT or SIGTERM.
-async fn serve_until_stopped(
-    listener: tokio::net::TcpListener,
-    device_api: axum::Router,
-    admin: AdminContext,
-    dashboard: Option<admin::Dashboard>,
-) -> anyhow::Result<ExitCode> {
-    let address = listener.local_addr()?;
-    let app = device_api
-        .merge(admin::router_with_dashboard(
-            Arc::new(admin),
-            dashboard.map(Arc::new),
-        ))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the server failed")?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
+    /// Serves the device API, the admin API under /admin/api and the dashboard at / until
+    /// SIGINT or SIGTERM.
+    async fn serve_until_stopped(
+        &self,
+        listener: tokio::net::TcpListener,
+        device_api: axum::Router,
+        admin: AdminContext,
+    ) -> anyhow::Result<ExitCode> {
+        let address = listener.local_addr()?;
+        let dashboard = self.dashboard(address)?;
+        let app = device_api
+            .merge(admin::router_with_dashboard(
+                Arc::new(admin),
+                dashboard.map(Arc::new),
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(%address, "serving (device API; admin API under {})", admin::API_PREFIX);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the server failed")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    }
 
-/// Prints a token created just now, once, to the operator's terminal; never logged.
-fn show_new_admin_token(data_dir: &DataDir, token: &str) {
-    say(&format!(
-        "admin token (shown once; stored in {}): {token}",
-        data_dir.admin_token_path().display()
-    ));
-}
+    /// The issuance flags as the device API's options (`provisioner_http::api_options`,
+    /// shared with the issuer Lambda's variables).
+    fn issuance(&self) -> IssuanceOptions {
+        IssuanceOptions {
+            validity_days: self.validity_days,
+            renew_within_days: self.renew_within_days,
+            rate_limit: self.rate_limit,
+            failed_rate_limit: self.failed_rate_limit,
+            allow_p384: self.allow_p384,
+            mqtt_endpoint: self.mqtt_endpoint.clone(),
+        }
+    }
 
-impl ServeArgs {
+    /// The device API over `flow` at `address`; on both backends its retrieval URLs are
+    /// signed with the data directory's key.
+    fn device_api<B: Adapters>(
+        &self,
+        flow: Provisioner<B>,
+        global: &Global,
+        address: SocketAddr,
+    ) -> anyhow::Result<DeviceApi<B>> {
+        let url_key = global.data_dir.url_signing_key()?.bytes;
+        let ttl_secs = i64::from(self.retrieval_ttl_secs);
+        DeviceApi::new(flow, &url_key, ttl_secs, format!("http://{address}"))
+            .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))
+    }
+
     /// The built dashboard, if there is one; says where it is served.
     fn dashboard(&self, address: SocketAddr) -> anyhow::Result<Option<admin::Dashboard>> {
         let dashboard = admin::Dashboard::load(&self.dashboard_dir).with_context(|| {
@@ -261,30 +289,9 @@ impl ServeArgs {
         }
         Ok(Some(validator))
     }
-}
 
-impl ServeArgs {
-    fn flow_settings(&self) -> FlowSettings {
-        FlowSettings {
-            profile: IssuanceProfile {
-                csr: CsrPolicy {
-                    allow_p384: self.allow_p384,
-                    ..CsrPolicy::default()
-                },
-                validity_secs: i64::from(self.validity_days) * DAY,
-                renew_within_secs: i64::from(self.renew_within_days) * DAY,
-                ..IssuanceProfile::default()
-            },
-            rate_limit: IssuanceRateLimit {
-                per_hour: self.rate_limit,
-            },
-            failures_per_minute: self.failed_rate_limit,
-            endpoint: self.mqtt_endpoint.clone(),
-            claim_wait: FlowSettings::DEFAULT_CLAIM_WAIT,
-        }
-    }
-
-    /// The device API on the AWS adapters. Retrieval URLs are signed with the data
+    /// The device API on the AWS adapters (the issuer Lambda's wiring,
+    /// `provisioner_store_aws::wiring`). Retrieval URLs are signed with the data
     /// directory's key, as locally.
     #[cfg(feature = "aws")]
     async fn serve_aws(
@@ -294,25 +301,18 @@ impl ServeArgs {
         jwt: Option<JwtValidator>,
         sign_in: Option<HostedSignIn>,
     ) -> anyhow::Result<ExitCode> {
-        use provisioner_store_aws::adapters::AwsAdapters;
         use provisioner_store_aws::admin::AwsFleet;
-        use provisioner_store_aws::ca::IssuingCaStore;
         use provisioner_store_aws::config::AwsSettings;
         use provisioner_store_aws::maintenance::MaintenanceBudget;
-        use provisioner_store_aws::s3::S3RetrievalStore;
+        use provisioner_store_aws::wiring::AwsDeviceFlow;
 
         let address = listener.local_addr()?;
         let aws = AwsSettings::from_env()?;
-        let ports = AwsAdapters::connect(&aws)
+        let flow = AwsDeviceFlow::connect(&aws, self.issuance().flow_settings())
             .await
             .map_err(|e| anyhow::anyhow!("cannot set up the AWS adapters: {e}"))?;
         if self.create_tables {
-            ports.registry.create_tables().await?;
-            ports.things.create_registrations_table().await?;
-            let dynamo = ports.registry.client().clone();
-            IssuingCaStore::new(dynamo, aws.config_table())
-                .ensure_config_table()
-                .await?;
+            flow.create_tables(&aws).await?;
             say(&format!("tables ready (prefix {})", aws.table_prefix));
         }
         say(&format!(
@@ -323,16 +323,9 @@ impl ServeArgs {
         ));
         let data_dir = &global.data_dir;
         data_dir.ensure_exists()?;
-        let url_key = data_dir.url_signing_key()?.bytes;
-        let mut flow = self.flow_settings();
-        flow.profile.csr = aws.issuance_mode.csr_policy(flow.profile.csr);
-        let api = DeviceApi::<AwsAdapters> {
-            provisioner: Provisioner::new(ports, flow),
-            url_signer: UrlSigner::new(&url_key, i64::from(self.retrieval_ttl_secs))
-                .map_err(|e| anyhow::anyhow!("the URL signing key is unusable: {e}"))?,
-            public_url: format!("http://{address}"),
-            certificate_store: S3RetrievalStore::for_settings(&aws).await,
-        };
+        let api = self
+            .device_api(flow.provisioner, global, address)?
+            .with_certificate_store(flow.certificate_store);
         let fleet = AwsFleet::connect(&aws)
             .await
             .map_err(|e| anyhow::anyhow!("cannot set up the admin API on AWS: {e}"))?;
@@ -351,8 +344,8 @@ impl ServeArgs {
         }
         let admin = admin_context(Arc::new(fleet), jwt, sign_in)
             .with_token_file(data_dir.admin_token_path());
-        let dashboard = self.dashboard(address)?;
-        serve_until_stopped(listener, router(Arc::new(api)), admin, dashboard).await
+        self.serve_until_stopped(listener, api.into_router(), admin)
+            .await
     }
 
     #[cfg(not(feature = "aws"))]
@@ -365,6 +358,14 @@ impl ServeArgs {
     ) -> anyhow::Result<ExitCode> {
         anyhow::bail!(super::NO_AWS_FEATURE)
     }
+}
+
+/// Prints a token created just now, once, to the operator's terminal; never logged.
+fn show_new_admin_token(data_dir: &DataDir, token: &str) {
+    say(&format!(
+        "admin token (shown once; stored in {}): {token}",
+        data_dir.admin_token_path().display()
+    ));
 }
 
 /// The admin API's context over `fleet`, with the JWT validation and hosted sign-in
