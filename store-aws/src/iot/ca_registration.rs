@@ -4,9 +4,9 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use provisioner_core::ports::BoxFuture;
 use provisioner_core::PortError;
 
 use super::IotError;
@@ -17,7 +17,7 @@ use provisioner_core::CertificateRecord;
 
 /// What [`CaRegistration::from_fn`] returns: the issuing CA's certificate (or a chain
 /// starting with it), PEM.
-pub type CaCertificateFuture = Pin<Box<dyn Future<Output = Result<String, PortError>> + Send>>;
+pub type CaCertificateFuture = BoxFuture<'static, Result<String, PortError>>;
 
 /// Looks up the certificate of the CA that issued a device certificate, given
 /// [`CertificateRecord::issuer`] (the CA id the registry recorded).
