@@ -7,16 +7,16 @@ use std::path::Path;
 use provisioner_core::UnixTime;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 
+use super::certificate_parts::{datetime, generate_key, issuer_for, random_serial};
 use super::error::{io_error, signing};
 use super::files::{
     commit_current, create_private_dir, current_id, issuing_dir, load_root, refuse_if_initialised,
     refuse_if_pending, write_public, CERT, CHAIN, CSR, KEY, PENDING, ROOT_CERT, ROOT_KEY,
 };
-use super::issue::{datetime, issuer_for, random_serial};
 use super::parsed::{parse_certificate, ParsedCertificate};
 use super::{
     AuthorityError, CsrReport, InitReport, LocalAuthority, RotationReport, BACKDATE_SECS,
@@ -126,10 +126,6 @@ impl LocalAuthority {
         commit_current(ca_dir, &new_id)?;
         Ok(RotationReport { old_id, new_id })
     }
-}
-
-pub(super) fn generate_key() -> Result<KeyPair, AuthorityError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(signing)
 }
 
 /// The CA id of a key: 16 hex characters of the SHA-256 of its SPKI DER.

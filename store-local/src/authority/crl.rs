@@ -9,11 +9,11 @@ use rcgen::{
     CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
 };
 
+use super::certificate_parts::{datetime, issuer_for};
 use super::error::{corrupt, signing};
 use super::files::{
     issuing_dir, load_root, read_optional, write_public, CRL_NUMBER, ROOT_CERT, ROOT_CRL_NUMBER,
 };
-use super::issue::{datetime, issuer_for};
 use super::{AuthorityError, LocalAuthority};
 
 /// One revoked certificate on a CRL.

@@ -38,6 +38,7 @@ use std::sync::Mutex;
 use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
 use sha2::{Digest, Sha256};
 
+mod certificate_parts;
 mod create;
 mod crl;
 mod error;
@@ -56,12 +57,12 @@ pub use reports::{
     ServerCertificate,
 };
 
+use certificate_parts::issuer_for;
 use error::{corrupt, signing};
 use files::{
     current_id, is_ca_id, issuing_dir, load_key, pending_request, previous_ids, read_optional,
     CHAIN, CURRENT, KEY, ROOT_CERT, ROOT_KEY,
 };
-use issue::issuer_for;
 use parsed::{
     certificates_from_bytes, chain_to_pem, check_issuing_ca, parse_certificate, ParsedCertificate,
 };
