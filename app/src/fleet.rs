@@ -12,6 +12,8 @@
 //! may be more, an opaque `next` key that it alone understands (the router wraps it in
 //! the API's cursor).
 
+use std::path::PathBuf;
+
 use provisioner_core::{
     AuditEvent, CertificateRecord, CertificateStatus, DeviceKey, ManifestFormat, RevocationReason,
     UnixTime,
@@ -19,8 +21,10 @@ use provisioner_core::{
 
 use crate::import::{ImportOptions, ImportSummary};
 
+mod all_certificates;
 mod disable;
 
+pub use all_certificates::all_certificates_by_pages;
 pub use disable::{disable_device, DisabledDevice, DEFAULT_CUT_OFF_REASON};
 
 /// The future a [`FleetAdmin`] method returns: the ports' one boxed form (the role is
@@ -215,6 +219,13 @@ pub struct RevokedCertificate {
     /// and the CRLs were written). Always false on AWS, where ACM Private CA publishes
     /// the CRL itself: the admin API shows it without asking which backend runs.
     pub crl_regenerated: bool,
+    /// The CRL files this call wrote (locally, when `crl_regenerated`); always empty on
+    /// AWS. `provisioner certs revoke` names them.
+    pub crl_files: Vec<PathBuf>,
+    /// Why the revocation did not reach everything beyond the registry, when the backend
+    /// can say it in one line (locally: why the CRLs could not be written). `None` when
+    /// `propagated`, and on AWS, which logs each region's failure instead.
+    pub propagation_error: Option<String>,
 }
 
 /// One issuing CA.
@@ -385,6 +396,16 @@ pub trait FleetAdmin: Send + Sync + 'static {
 
     /// One page of certificates, newest first.
     fn certificates(&self, query: CertificateQuery) -> FleetFuture<'_, Listed<CertificateRecord>>;
+
+    /// Every certificate `query` matches (its device, status and issuer), oldest first
+    /// where the backend orders them by issue time (locally; on AWS with a device): what
+    /// `provisioner certs list` prints. `query.after` is where to start and `query.limit`
+    /// how many to read at a time for a backend that pages; one that reads them in one go
+    /// (the SQLite registry, in a single snapshot) ignores both. By default, the pages of
+    /// [`certificates`](Self::certificates): [`all_certificates_by_pages`].
+    fn all_certificates(&self, query: CertificateQuery) -> FleetFuture<'_, Vec<CertificateRecord>> {
+        Box::pin(all_certificates_by_pages(self, query))
+    }
 
     /// One certificate, with its PEM.
     fn certificate<'a>(

@@ -618,6 +618,9 @@ impl FleetAdmin for AwsFleet {
                 propagated,
                 // ACM Private CA publishes the CRL; the service writes none.
                 crl_regenerated: false,
+                crl_files: Vec::new(),
+                // Each region's failure is logged where it happened.
+                propagation_error: None,
             })
         })
     }

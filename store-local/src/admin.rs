@@ -1,6 +1,7 @@
 //! The admin API's local backend: [`LocalFleet`] answers [`FleetAdmin`] from the SQLite
 //! registry and the data directory (its CA and CRLs).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use provisioner_core::{
@@ -70,11 +71,11 @@ impl LocalFleet {
         self
     }
 
-    async fn regenerate_crls(&self, now: UnixTime) -> Result<(), LocalError> {
+    /// Writes every CRL again; the files written.
+    async fn regenerate_crls(&self, now: UnixTime) -> Result<Vec<PathBuf>, LocalError> {
         self.crl_writer
             .regenerate(&self.data_dir, &self.registry, now)
-            .await?;
-        Ok(())
+            .await
     }
 
     async fn ca_overview(&self) -> Result<CaOverview, FleetError> {
@@ -469,6 +470,19 @@ impl FleetAdmin for LocalFleet {
         })
     }
 
+    fn all_certificates(&self, query: CertificateQuery) -> FleetFuture<'_, Vec<CertificateRecord>> {
+        // One read, oldest first: no page re-sorts a large device's or issuer's rows.
+        Box::pin(async move {
+            let filter = CertificateFilter {
+                device_id: query.device_id,
+                status: query.status,
+                issuer: query.issuer,
+                limit: None,
+            };
+            Ok(self.registry.list_certificates(filter).await?)
+        })
+    }
+
     fn certificate<'a>(
         &'a self,
         certificate_id: &'a str,
@@ -493,22 +507,26 @@ impl FleetAdmin for LocalFleet {
                 .await?;
             // The revocation stands even if the CRLs cannot be written now; GET ca/crl
             // (or `provisioner ca crl`) writes them later.
-            let propagated = if revocation.already_revoked {
-                true
+            let written = if revocation.already_revoked {
+                Ok(Vec::new())
             } else {
-                match self.regenerate_crls(now).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(error = %e, "revoked, but the CRLs could not be regenerated");
-                        false
-                    }
-                }
+                self.regenerate_crls(now).await.map_err(|e| {
+                    tracing::error!(error = %e, "revoked, but the CRLs could not be regenerated");
+                    e.to_string()
+                })
+            };
+            let propagated = written.is_ok();
+            let (crl_files, propagation_error) = match written {
+                Ok(files) => (files, None),
+                Err(error) => (Vec::new(), Some(error)),
             };
             Ok(RevokedCertificate {
                 certificate: revocation.certificate,
                 already_revoked: revocation.already_revoked,
                 propagated,
                 crl_regenerated: propagated && !revocation.already_revoked,
+                crl_files,
+                propagation_error,
             })
         })
     }
@@ -619,6 +637,229 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::crls::crl_dates;
+    use provisioner_app::fleet::all_certificates_by_pages;
+    use provisioner_app::import::ImportOptions;
+    use provisioner_core::{CertificateStatus, DeviceKey, ManifestRecord};
+    use provisioner_testkit::claimed::RecordClaimed;
+    use provisioner_testkit::registry_contract::{record, TestDevice};
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    /// A fleet over a fresh data directory with a development CA.
+    fn fleet(dir: &std::path::Path) -> (LocalFleet, SqliteRegistry, DataDir) {
+        let data_dir = DataDir::new(dir);
+        data_dir.ensure_exists().unwrap();
+        LocalAuthority::init_development(&data_dir.ca_dir(), NOW).unwrap();
+        let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
+        let fleet = LocalFleet::new(registry.clone(), data_dir.clone());
+        (fleet, registry, data_dir)
+    }
+
+    /// Imports devices with fresh keys; their keys.
+    fn import(registry: &SqliteRegistry, ids: &[&str]) -> Vec<DeviceKey> {
+        let keys: Vec<DeviceKey> = ids
+            .iter()
+            .map(|id| TestDevice::new(id).public_key())
+            .collect();
+        let items = ids.iter().zip(&keys).map(|(id, key)| ImportItem {
+            source: "m.csv",
+            entry: Ok(ManifestRecord {
+                device_id: (*id).to_owned(),
+                public_key: key.clone(),
+                line: 1,
+            }),
+        });
+        let options = ImportOptions {
+            now: NOW,
+            ..ImportOptions::default()
+        };
+        assert!(registry.import(items, &options).unwrap().written);
+        keys
+    }
+
+    /// Records `id` for `device`, issued at `at` by `issuer`.
+    async fn issue(
+        registry: &SqliteRegistry,
+        id: &str,
+        device: (&str, &DeviceKey),
+        issuer: &str,
+        at: UnixTime,
+    ) {
+        let mut certificate = record(id, device.0, device.1, at);
+        certificate.issuer = issuer.into();
+        registry
+            .record_claimed(certificate, vec![], at)
+            .await
+            .unwrap();
+    }
+
+    fn ids(certificates: &[CertificateRecord]) -> Vec<&str> {
+        certificates
+            .iter()
+            .map(|c| c.certificate_id.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn all_certificates_is_one_oldest_first_read_that_the_pages_agree_with() {
+        // given certificates of two devices and two issuers, several issued in the same
+        // second, some revoked
+        let dir = tempfile::tempdir().unwrap();
+        let (fleet, registry, _) = fleet(dir.path());
+        let keys = import(&registry, &["dev-a", "dev-b"]);
+        let issued = [
+            ("c3", 0, "ca-1", NOW),
+            ("c1", 1, "ca-2", NOW),
+            ("c2", 0, "ca-1", NOW),
+            ("c0", 1, "ca-1", NOW + 1),
+            ("c5", 0, "ca-2", NOW + 2),
+            ("c4", 0, "ca-1", NOW + 2),
+            ("c6", 1, "ca-2", NOW + 3),
+        ];
+        for (id, device, issuer, at) in issued {
+            let name = ["dev-a", "dev-b"][device];
+            issue(&registry, id, (name, &keys[device]), issuer, at).await;
+        }
+        for id in ["c2", "c5"] {
+            registry
+                .revoke_certificate(id, RevocationReason::Superseded, NOW + 10)
+                .await
+                .unwrap();
+        }
+
+        // when every certificate is listed, unfiltered and filtered
+        let everything = fleet
+            .all_certificates(CertificateQuery::default())
+            .await
+            .unwrap();
+        let filters = [
+            CertificateQuery::default(),
+            CertificateQuery {
+                device_id: Some("dev-a".into()),
+                ..CertificateQuery::default()
+            },
+            CertificateQuery {
+                status: Some(CertificateStatus::Revoked),
+                ..CertificateQuery::default()
+            },
+            CertificateQuery {
+                issuer: Some("ca-2".into()),
+                status: Some(CertificateStatus::Active),
+                ..CertificateQuery::default()
+            },
+            CertificateQuery {
+                issuer: Some("nobody".into()),
+                ..CertificateQuery::default()
+            },
+        ];
+
+        // then they come oldest first (by issue time, then id), as the registry lists
+        // them, and reading the admin API's pages to the end gives the same, whatever
+        // the page size
+        assert_eq!(ids(&everything), ["c1", "c2", "c3", "c0", "c4", "c5", "c6"]);
+        for filter in filters {
+            let listed = registry
+                .list_certificates(CertificateFilter {
+                    device_id: filter.device_id.clone(),
+                    status: filter.status,
+                    issuer: filter.issuer.clone(),
+                    limit: None,
+                })
+                .await
+                .unwrap();
+            let all = fleet.all_certificates(filter.clone()).await.unwrap();
+            assert_eq!(all, listed, "{filter:?}");
+            for limit in [0, 1, 2, 3, 100] {
+                let query = CertificateQuery {
+                    limit,
+                    ..filter.clone()
+                };
+                let paged = all_certificates_by_pages(&fleet, query).await.unwrap();
+                assert_eq!(paged, listed, "{filter:?}, pages of {limit}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revocation_writes_the_crls_with_the_writers_lifetime_and_names_them() {
+        // given an ACTIVE certificate and a fleet writing CRLs valid 90 s
+        let dir = tempfile::tempdir().unwrap();
+        let (fleet, registry, data_dir) = fleet(dir.path());
+        let fleet = fleet.with_crl_writer(CrlWriter::new(90));
+        let keys = import(&registry, &["dev-a"]);
+        issue(&registry, "c1", ("dev-a", &keys[0]), "ca-1", NOW).await;
+
+        // when it is revoked, then revoked again
+        let revoked = fleet
+            .revoke("c1", RevocationReason::KeyCompromise, NOW + 5)
+            .await
+            .unwrap();
+        let again = fleet
+            .revoke("c1", RevocationReason::Superseded, NOW + 6)
+            .await
+            .unwrap();
+
+        // then the first wrote every CRL, valid 90 s, and names the files; the second
+        // changed and wrote nothing
+        let expected: Vec<PathBuf> = published_crls(&data_dir)
+            .unwrap()
+            .into_iter()
+            .map(|crl| crl.path)
+            .collect();
+        assert_eq!(expected.len(), 2, "the issuing CA's and the root's");
+        assert_eq!(revoked.crl_files, expected);
+        assert!(revoked.propagated && revoked.crl_regenerated && !revoked.already_revoked);
+        assert_eq!(revoked.propagation_error, None);
+        for path in &expected {
+            let dates = crl_dates(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!((dates.this_update, dates.next_update), (NOW + 5, NOW + 95));
+        }
+        assert_eq!(
+            revoked.certificate.revoked,
+            Some((NOW + 5, RevocationReason::KeyCompromise))
+        );
+        assert!(again.already_revoked && again.propagated && !again.crl_regenerated);
+        assert!(again.crl_files.is_empty());
+        assert_eq!(again.certificate.revoked, revoked.certificate.revoked);
+    }
+
+    #[tokio::test]
+    async fn a_crl_that_cannot_be_written_leaves_the_revocation_and_says_why() {
+        // given an ACTIVE certificate, and the issuing CA's CRL path taken by a directory
+        let dir = tempfile::tempdir().unwrap();
+        let (fleet, registry, data_dir) = fleet(dir.path());
+        let keys = import(&registry, &["dev-a"]);
+        issue(&registry, "c1", ("dev-a", &keys[0]), "ca-1", NOW).await;
+        let current = LocalAuthority::load(&data_dir.ca_dir()).unwrap();
+        let crl = operations::crl_path(&data_dir, current.id());
+        let _ = std::fs::remove_file(&crl);
+        std::fs::create_dir_all(&crl).unwrap();
+
+        // when it is revoked
+        let revoked = fleet
+            .revoke("c1", RevocationReason::KeyCompromise, NOW + 5)
+            .await
+            .unwrap();
+
+        // then the revocation is recorded, and the outcome says the CRLs were not written
+        // and why
+        assert_eq!(revoked.certificate.status, CertificateStatus::Revoked);
+        assert!(!revoked.propagated && !revoked.crl_regenerated);
+        assert!(revoked.crl_files.is_empty());
+        assert!(revoked.propagation_error.is_some_and(|e| !e.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn revoking_an_unknown_certificate_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fleet, _, _) = fleet(dir.path());
+        let refused = fleet
+            .revoke("nope", RevocationReason::Superseded, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(refused, FleetError::UnknownCertificate("nope".into()));
+    }
 
     #[tokio::test]
     async fn a_second_rotation_while_one_runs_is_refused_and_the_running_one_reported() {

@@ -1,17 +1,21 @@
 //! `provisioner certs`: list and revoke the certificates the registry has recorded.
+//!
+//! Both go through the admin API's role over the data directory ([`LocalFleet`] as
+//! [`FleetAdmin`], docs/ARCHITECTURE.md, "The rule: layers call downwards only"): the
+//! listing is the certificates `GET /admin/api/certificates` pages through, and a
+//! revocation is the one of `POST /admin/api/certificates/{id}/revoke`, CRLs included.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
+use provisioner_app::fleet::{CertificateQuery, FleetAdmin, FleetError};
 use provisioner_core::{
     CertificateRecord, CertificateStatus, Clock, RevocationReason, SystemClock,
 };
 use provisioner_http::api::rfc3339;
-use provisioner_store_local::datadir::DataDir;
-use provisioner_store_local::operations;
-use provisioner_store_local::registry::{
-    status_name, CertificateFilter, RegistryError, SqliteRegistry,
-};
+use provisioner_store_local::admin::LocalFleet;
+use provisioner_store_local::crls::CrlWriter;
+use provisioner_store_local::registry::{status_name, RegistryError};
 use serde::Serialize;
 
 use crate::Global;
@@ -140,9 +144,14 @@ impl CertsCommand {
         };
         let result = async {
             let registry = super::open_local_registry(&global.data_dir)?;
+            let fleet = LocalFleet::new(registry, global.data_dir.clone());
             match self {
-                Self::List(args) => list(&registry, args).await,
-                Self::Revoke(args) => revoke(&registry, &global.data_dir, args).await,
+                Self::List(args) => list(&fleet, args).await,
+                Self::Revoke(args) => {
+                    // The CRLs this revocation writes live as long as --crl-lifetime says.
+                    let fleet = fleet.with_crl_writer(CrlWriter::new(args.crl_lifetime.secs));
+                    revoke(&fleet, args).await
+                }
             }
         }
         .await;
@@ -161,14 +170,27 @@ impl CertsCommand {
     }
 }
 
-async fn list(registry: &SqliteRegistry, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let filter = CertificateFilter {
+/// The same failure in the local registry's words (the way `certs` has always named it,
+/// and the code its `--json` failure shows).
+fn in_registry_words(error: FleetError) -> anyhow::Error {
+    match error {
+        FleetError::UnknownCertificate(id) => RegistryError::UnknownCertificate(id).into(),
+        FleetError::Busy { .. } => RegistryError::Busy.into(),
+        other => other.into(),
+    }
+}
+
+async fn list(fleet: &LocalFleet, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let query = CertificateQuery {
         device_id: args.device,
         status: args.status.map(CertificateStatus::from),
         issuer: args.issuer,
-        limit: None,
+        ..CertificateQuery::default()
     };
-    let certificates = registry.list_certificates(filter).await?;
+    let certificates = fleet
+        .all_certificates(query)
+        .await
+        .map_err(in_registry_words)?;
     let views: Vec<CertificateView> = certificates.iter().map(CertificateView::from).collect();
     if args.json {
         println!("{}", serde_json::to_string(&views)?);
@@ -191,28 +213,22 @@ async fn list(registry: &SqliteRegistry, args: ListArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn revoke(
-    registry: &SqliteRegistry,
-    data_dir: &DataDir,
-    args: RevokeArgs,
-) -> anyhow::Result<ExitCode> {
-    let now = SystemClock.now();
-    let revocation = registry
-        .revoke_certificate(&args.certificate_id, args.reason, now)
-        .await?;
-    if !revocation.already_revoked {
-        // Brokers learn of it through the CRL: regenerate it now, after the commit. The
-        // revocation stands even if this fails; the operator is told how to finish.
-        match operations::regenerate_crls(data_dir, registry, now, args.crl_lifetime.secs).await {
-            Ok(paths) => {
-                for path in paths {
-                    eprintln!("wrote {}", path.display());
-                }
-            }
-            Err(e) => eprintln!(
-                "warning: the revocation is recorded, but the CRL could not be regenerated ({e}); run `provisioner ca crl`"
-            ),
-        }
+async fn revoke(fleet: &LocalFleet, args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    // The same revocation as `POST /admin/api/certificates/{id}/revoke`: recorded, then
+    // the CRLs written again (brokers learn of it through them). The revocation stands
+    // even if the CRLs cannot be written; the operator is told how to finish.
+    let revocation = fleet
+        .revoke(&args.certificate_id, args.reason, SystemClock.now())
+        .await
+        .map_err(in_registry_words)?;
+    for path in &revocation.crl_files {
+        eprintln!("wrote {}", path.display());
+    }
+    if !revocation.propagated {
+        eprintln!(
+            "warning: the revocation is recorded, but the CRL could not be regenerated ({}); run `provisioner ca crl`",
+            revocation.propagation_error.as_deref().unwrap_or_default()
+        );
     }
     let certificate = &revocation.certificate;
     if args.json {

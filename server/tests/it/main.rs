@@ -7,6 +7,7 @@
 mod admin;
 #[cfg(feature = "aws")]
 mod aws;
+mod certs;
 mod compat;
 mod concurrency;
 mod crash;
