@@ -1,5 +1,5 @@
 //! Recording a certificate as the flow does, under a fresh claim on its device, for tests
-//! that record directly (include with `#[path = "support/claimed.rs"] mod claimed;`).
+//! that record directly (`provisioner_testkit::claimed`).
 
 use std::future::Future;
 

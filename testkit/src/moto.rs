@@ -1,6 +1,6 @@
 //! What the AWS adapters' tests share against moto's server (`scripts/test-aws.sh`):
 //! the endpoint check, a root CA in moto's ACM Private CA, and device CSRs made by
-//! openssl. Included with `#[path = "support/moto.rs"] mod moto;`.
+//! openssl (the `aws` feature).
 
 #![allow(dead_code)] // each test file uses part of it
 

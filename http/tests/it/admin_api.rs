@@ -3,19 +3,17 @@
 //! real provisioning flow from CSRs made with rcgen, and CRLs are read back by OpenSSL.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::Router;
 use base64::Engine;
-use http_body_util::BodyExt;
 use provisioner_app::flow::{Adapters, FlowError, FlowSettings, Ports, Provisioner};
-use provisioner_core::{Clock, IssuanceProfile, IssuanceRateLimit, UnixTime};
-use provisioner_http::admin::{self, AdminContext, DASHBOARD_CSP};
-use provisioner_store_local::admin::LocalFleet;
+use provisioner_core::{IssuanceProfile, IssuanceRateLimit};
+use provisioner_http::admin::{self, DASHBOARD_CSP};
 use provisioner_store_local::authority::LocalAuthority;
 use provisioner_store_local::datadir::DataDir;
 use provisioner_store_local::registry::SqliteRegistry;
@@ -23,28 +21,11 @@ use provisioner_store_local::CurrentAuthority;
 use rcgen::PublicKeyData;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tower::ServiceExt;
 
-const NOW: i64 = 1_800_000_000;
+use crate::support::{send, Answer, LocalAdmin, TestClock, NOW};
 
 use admin_routes::ROUTES;
 use provisioner_testkit::admin_routes;
-
-/// A clock the test moves.
-#[derive(Debug)]
-struct TestClock(AtomicI64);
-
-impl Clock for TestClock {
-    fn now(&self) -> UnixTime {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl TestClock {
-    fn set(&self, t: UnixTime) {
-        self.0.store(t, Ordering::SeqCst);
-    }
-}
 
 /// The local adapters on the test clock.
 struct TestAdapters;
@@ -99,31 +80,15 @@ struct Harness {
     token: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, self.body))
-    }
-
-    fn code(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_owned()
-    }
-}
-
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = DataDir::new(dir.path().join("data"));
-    data_dir.ensure_exists().unwrap();
-    LocalAuthority::init_development(&data_dir.ca_dir(), NOW - 3600).unwrap();
-    let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
-    let token = String::from_utf8(data_dir.admin_token().unwrap().bytes).unwrap();
-    let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
+    let clock = TestClock::at(NOW);
+    let LocalAdmin {
+        data_dir,
+        registry,
+        token,
+        context,
+    } = LocalAdmin::new(dir.path(), clock.clone());
     let ports = Ports::<TestAdapters> {
         registry: registry.clone(),
         authority: CurrentAuthority::open(data_dir.ca_dir()).unwrap(),
@@ -141,11 +106,6 @@ fn harness() -> Harness {
             claim_wait: provisioner_app::flow::FlowSettings::DEFAULT_CLAIM_WAIT,
         },
     );
-    let context = AdminContext::new(Arc::new(
-        LocalFleet::new(registry.clone(), data_dir.clone()).with_clock(clock.clone()),
-    ))
-    .with_token_file(data_dir.admin_token_path())
-    .with_clock(clock.clone());
     Harness {
         router: admin::router(Arc::new(context)),
         _dir: dir,
@@ -169,20 +129,7 @@ impl Harness {
         if let Some(value) = authorization {
             request = request.header("authorization", value);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
+        send(&self.router, request.body(body.into()).unwrap()).await
     }
 
     async fn get(&self, path: &str) -> Answer {

@@ -11,29 +11,24 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use http_body_util::BodyExt;
-use provisioner_core::{Clock, UnixTime};
-use provisioner_http::admin::{self, AdminContext};
+use provisioner_http::admin;
 use provisioner_http::admin_auth::{JwtValidator, KEY_REFETCH_INTERVAL_SECS};
-use provisioner_store_local::admin::LocalFleet;
-use provisioner_store_local::authority::LocalAuthority;
-use provisioner_store_local::datadir::DataDir;
-use provisioner_store_local::registry::SqliteRegistry;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tower::ServiceExt;
 
+use crate::support::{send, Answer, LocalAdmin, TestClock, NOW};
+
 use admin_routes::ROUTES;
 use provisioner_testkit::admin_routes;
 
-const NOW: i64 = 1_800_000_000;
 const POOL: &str = "eu-west-1_TestPool";
 const CLIENT_ID: &str = "dashboard-client";
 const GROUP: &str = "provisioner-admins";
@@ -190,15 +185,6 @@ impl Issuer {
 // The admin API
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct TestClock(AtomicI64);
-
-impl Clock for TestClock {
-    fn now(&self) -> UnixTime {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 struct Harness {
     _dir: tempfile::TempDir,
     router: Router,
@@ -208,19 +194,6 @@ struct Harness {
     /// The private key files: the published key and another one.
     key_file: PathBuf,
     other_key_file: PathBuf,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, self.body))
-    }
 }
 
 /// An issuer publishing the first key as `key-a`, and an admin router accepting its
@@ -233,18 +206,12 @@ async fn harness_with(jwt: bool) -> Harness {
     let other_key_file = dir.path().join("other.pem");
     std::fs::write(&key_file, &key.private_pem).unwrap();
     std::fs::write(&other_key_file, &other.private_pem).unwrap();
-    let data_dir = DataDir::new(dir.path().join("data"));
-    data_dir.ensure_exists().unwrap();
-    LocalAuthority::init_development(&data_dir.ca_dir(), NOW - 3600).unwrap();
-    let registry = SqliteRegistry::open(data_dir.registry_path()).unwrap();
-    let local_token = String::from_utf8(data_dir.admin_token().unwrap().bytes).unwrap();
-    let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
-    let token_file = data_dir.admin_token_path();
-    let mut context = AdminContext::new(Arc::new(
-        LocalFleet::new(registry, data_dir).with_clock(clock.clone()),
-    ))
-    .with_token_file(token_file)
-    .with_clock(clock.clone());
+    let clock = TestClock::at(NOW);
+    let LocalAdmin {
+        token: local_token,
+        mut context,
+        ..
+    } = LocalAdmin::new(dir.path(), clock.clone());
     if jwt {
         let validator = JwtValidator::new(&issuer.url, CLIENT_ID)
             .unwrap()
@@ -319,20 +286,7 @@ impl Harness {
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
+        send(&self.router, request.body(Body::empty()).unwrap()).await
     }
 
     async fn get(&self, path: &str, bearer: &str) -> Answer {

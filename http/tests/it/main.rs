@@ -5,3 +5,4 @@
 mod admin_api;
 mod admin_jwt;
 mod dashboard;
+mod support;

@@ -15,6 +15,7 @@
 //! credentials and `AWS_REGION`. Each test makes its own tables under a random prefix.
 
 use crate::common;
+use crate::moto_support::{import_devices, moto_endpoint};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -32,8 +33,6 @@ use common::*;
 use lambda_http::request::LambdaRequest;
 use lambda_http::Service;
 use lambda_runtime::{Context, LambdaEvent};
-use provisioner_app::import::{ImportItem, ImportOptions};
-use provisioner_core::ManifestRecord;
 use provisioner_lambdas::admin_api::{admin_context, load_dashboard, AdminApiService};
 use provisioner_lambdas::maintenance;
 use provisioner_lambdas::origin::OriginSecret;
@@ -57,13 +56,7 @@ const WASM: &[u8] = b"\0asm\x01\0\0\0 not text: \xff\xfe";
 /// The AWS settings of a fresh deployment on moto (tables under a random prefix, not
 /// created).
 fn aws_settings() -> AwsSettings {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create tables in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
+    moto_endpoint();
     let mut vars: HashMap<String, String> = std::env::vars().collect();
     vars.insert(
         "PROVISIONER_TABLE_PREFIX".into(),
@@ -83,23 +76,7 @@ async fn deploy(settings: &AwsSettings, devices: &[(&str, &provisioner_core::Dev
         .create_config_table()
         .await
         .unwrap();
-    let items = devices
-        .iter()
-        .enumerate()
-        .map(|(line, (id, key))| ImportItem {
-            source: "manifest.csv",
-            entry: Ok(ManifestRecord {
-                device_id: (*id).to_owned(),
-                public_key: (*key).clone(),
-                line: line + 1,
-            }),
-        });
-    let options = ImportOptions {
-        now: START,
-        ..ImportOptions::default()
-    };
-    let summary = ports.registry.import(items, &options).await.unwrap();
-    assert_eq!(summary.imported, devices.len() as u64);
+    import_devices(&ports.registry, devices).await;
 }
 
 fn unix_now() -> i64 {

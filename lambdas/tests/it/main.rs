@@ -10,3 +10,5 @@ mod common;
 mod issuer;
 #[cfg(feature = "aws")]
 mod moto;
+#[cfg(feature = "aws")]
+mod moto_support;

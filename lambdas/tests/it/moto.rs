@@ -7,15 +7,15 @@
 //! credentials and `AWS_REGION`. Each test makes its own tables under a random prefix.
 
 use crate::common;
+use crate::moto_support::{import_devices, moto_endpoint};
 
 use std::sync::Arc;
 
 use aws_lambda_events::iam::IamPolicyEffect;
 use common::*;
 use provisioner_app::flow::{Adapters, Ports};
-use provisioner_app::import::{ImportItem, ImportOptions};
 use provisioner_app::memory::{CountingAuthority, ManualClock, MemoryRegistry};
-use provisioner_core::{CsrVerifier, DeviceKey, DeviceRegistry, ManifestRecord};
+use provisioner_core::{CsrVerifier, DeviceKey, DeviceRegistry};
 use provisioner_lambdas::authorizer::{Authorizer, AuthorizerError};
 use provisioner_lambdas::origin::OriginSecret;
 use provisioner_store_aws::dynamodb::{DynamoDbRegistry, DynamoDbTables};
@@ -33,33 +33,11 @@ impl Adapters for MotoAdapters {
 
 /// Fresh tables holding `devices`, imported as a manifest is.
 async fn registry_with(devices: &[(&str, &DeviceKey)]) -> DynamoDbRegistry {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create tables in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
+    moto_endpoint();
     let prefix = format!("lambdas-{:016x}-", rand::random::<u64>());
     let registry = DynamoDbRegistry::from_env(DynamoDbTables::with_prefix(&prefix)).await;
     registry.create_tables().await.unwrap();
-    let items = devices
-        .iter()
-        .enumerate()
-        .map(|(line, (id, key))| ImportItem {
-            source: "manifest.csv",
-            entry: Ok(ManifestRecord {
-                device_id: (*id).to_owned(),
-                public_key: (*key).clone(),
-                line: line + 1,
-            }),
-        });
-    let options = ImportOptions {
-        now: START,
-        ..ImportOptions::default()
-    };
-    let summary = registry.import(items, &options).await.unwrap();
-    assert_eq!(summary.imported, devices.len() as u64);
+    import_devices(&registry, devices).await;
     registry
 }
 

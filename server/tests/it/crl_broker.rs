@@ -10,66 +10,40 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{assert_exit, free_port, json, provisioner};
+use support::{assert_exit, fleet, free_port, json, provisioner, Served};
 
-/// `provisioner serve` keeping a mosquitto export in `broker_dir`, stopped by its PID.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(data_dir: &Path, broker: &BrokerFiles, extra: &[&str]) -> Self {
-        let reload = format!(
-            "bash {} {} {} {} {}",
-            restart_script().display(),
-            broker.dir.join("mosquitto.conf").display(),
-            broker.pid_file.display(),
-            broker.port,
-            broker.dir.join("mosquitto.log").display(),
-        );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--mosquitto-export")
-            .arg(&broker.dir)
-            .args(["--mosquitto-port", &broker.port.to_string()])
-            .args(["--broker-reload-cmd", &reload])
-            .args(extra)
-            .env("PROVISIONER_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(broker.dir.with_extension("serve.log")).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
+/// `provisioner serve` keeping a mosquitto export in `broker.dir` and restarting the broker
+/// through scripts/restart-mosquitto.sh; its log goes beside the export. Not waited on:
+/// the tests wait for the broker instead.
+fn serve_exporting(data_dir: &Path, broker: &BrokerFiles, extra: &[&str]) -> Served {
+    let reload = format!(
+        "bash {} {} {} {} {}",
+        restart_script().display(),
+        broker.dir.join("mosquitto.conf").display(),
+        broker.pid_file.display(),
+        broker.port,
+        broker.dir.join("mosquitto.log").display(),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--mosquitto-export")
+        .arg(&broker.dir)
+        .args(["--mosquitto-port", &broker.port.to_string()])
+        .args(["--broker-reload-cmd", &reload])
+        .args(extra)
+        .env("PROVISIONER_LOG", "info")
+        .stderr(Stdio::from(
+            std::fs::File::create(broker.dir.with_extension("serve.log")).unwrap(),
+        ));
+    Served::spawn(command)
 }
 
 /// Where the export goes and the broker's PID file; the broker the reload command
@@ -132,39 +106,9 @@ fn restart_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/restart-mosquitto.sh")
 }
 
-fn fleet(dir: &Path, count: usize) -> Vec<String> {
-    assert_exit(
-        &provisioner(&[
-            "device",
-            "fleet",
-            "--count",
-            &count.to_string(),
-            "--out",
-            dir.to_str().unwrap(),
-        ]),
-        0,
-    );
-    std::fs::read_to_string(dir.join("manifest.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().to_owned())
-        .collect()
-}
-
+/// `device provision`, which must succeed: the certificate's id.
 fn provision(url: &str, fleet_dir: &Path, id: &str, out: &Path) -> String {
-    let provisioned = provisioner(&[
-        "device",
-        "provision",
-        "--url",
-        url,
-        "--key",
-        fleet_dir.join(format!("{id}.key.pem")).to_str().unwrap(),
-        "--device-id",
-        id,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let provisioned = support::provision(url, fleet_dir, id, out);
     assert_exit(&provisioned, 0);
     json(&provisioned)["certificateId"]
         .as_str()
@@ -272,14 +216,14 @@ fn a_renewals_superseded_certificate_is_refused_by_the_broker_without_any_admin_
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let broker = BrokerFiles::new(tmp.path().join("broker"));
-    let served = Served::start(
+    let served = serve_exporting(
         &data,
         &broker,
         &["--renew-within-days", "365", "--crl-debounce-secs", "1"],
     );
     broker.wait_listening();
     let fleet_dir = tmp.path().join("fleet");
-    let id = fleet(&fleet_dir, 1).remove(0);
+    let id = fleet(&fleet_dir, 1).ids.remove(0);
     import(&data, &fleet_dir);
     let out = tmp.path().join("device");
     provision(&served.url, &fleet_dir, &id, &out);
@@ -323,14 +267,14 @@ fn with_short_lived_crls_a_device_keeps_connecting_and_a_revoked_one_stays_refus
     let data = tmp.path().join("data");
     let data_arg = data.to_str().unwrap();
     let broker = BrokerFiles::new(tmp.path().join("broker"));
-    let served = Served::start(
+    let served = serve_exporting(
         &data,
         &broker,
         &["--crl-lifetime", "6s", "--crl-debounce-secs", "1"],
     );
     broker.wait_listening();
     let fleet_dir = tmp.path().join("fleet");
-    let ids = fleet(&fleet_dir, 2);
+    let ids = fleet(&fleet_dir, 2).ids;
     import(&data, &fleet_dir);
     let (good, bad) = (&ids[0], &ids[1]);
     let good_dir = tmp.path().join("good");

@@ -4,70 +4,9 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use serde_json::Value;
-use support::{assert_exit, json, openssl, provisioner, Served};
-
-/// A simulated fleet: its directory and device ids.
-struct Fleet {
-    dir: PathBuf,
-    ids: Vec<String>,
-}
-
-fn fleet(dir: &Path, count: usize) -> Fleet {
-    let out = provisioner(&[
-        "device",
-        "fleet",
-        "--count",
-        &count.to_string(),
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0);
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
-    let ids = manifest
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().to_owned())
-        .collect();
-    Fleet {
-        dir: dir.to_path_buf(),
-        ids,
-    }
-}
-
-/// `device provision`: the device's request to `POST /new`.
-fn provision(url: &str, fleet: &Fleet, id: &str, out: &Path) -> Output {
-    provisioner(&[
-        "device",
-        "provision",
-        "--url",
-        url,
-        "--key",
-        fleet.dir.join(format!("{id}.key.pem")).to_str().unwrap(),
-        "--device-id",
-        id,
-        "--out",
-        out.to_str().unwrap(),
-    ])
-}
-
-/// `certs list --device ID --json`.
-fn certs(data: &str, device: &str) -> Vec<Value> {
-    let out = provisioner(&[
-        "certs",
-        "list",
-        "--device",
-        device,
-        "--json",
-        "--data-dir",
-        data,
-    ]);
-    assert_exit(&out, 0);
-    json(&out).as_array().unwrap().clone()
-}
+use support::{assert_exit, certs, fleet, json, openssl, provision, provisioner, Served};
 
 fn devices(args: &[&str], data: &str) -> Output {
     let mut all = vec!["devices"];
@@ -91,10 +30,10 @@ fn disable_with_revoke_cuts_a_stolen_device_off_in_one_step() {
     );
     let (stolen, other) = (&fleet.ids[0], &fleet.ids[1]);
     let out = tmp.path().join("device");
-    let first = provision(&served.url, &fleet, stolen, &out);
+    let first = provision(&served.url, &fleet.dir, stolen, &out);
     assert_exit(&first, 0);
     let certificate_id = json(&first)["certificateId"].as_str().unwrap().to_owned();
-    assert_exit(&provision(&served.url, &fleet, other, &out), 0);
+    assert_exit(&provision(&served.url, &fleet.dir, other, &out), 0);
 
     // when the stolen one is disabled with --revoke
     let disabled = devices(&["disable", stolen, "--revoke", "--json"], data);
@@ -112,7 +51,7 @@ fn disable_with_revoke_cuts_a_stolen_device_off_in_one_step() {
     assert_eq!(revoked[0]["propagated"], true);
 
     // and the service refuses it 403 device_disabled
-    let refused = provision(&served.url, &fleet, stolen, &out);
+    let refused = provision(&served.url, &fleet.dir, stolen, &out);
     assert_exit(&refused, 1);
     let refusal = json(&refused);
     assert_eq!(
@@ -122,12 +61,12 @@ fn disable_with_revoke_cuts_a_stolen_device_off_in_one_step() {
     );
 
     // and `certs list` shows every certificate of it REVOKED; the other device's is ACTIVE
-    let listed = certs(data, stolen);
+    let listed = certs(&data_dir, stolen);
     assert_eq!(listed.len(), 1);
     assert!(listed
         .iter()
         .all(|c| c["status"] == "REVOKED" && c["revocationReason"] == "keyCompromise"));
-    assert_eq!(certs(data, other)[0]["status"], "ACTIVE");
+    assert_eq!(certs(&data_dir, other)[0]["status"], "ACTIVE");
 
     // and the CRL the command wrote lists its serial, as OpenSSL reads it
     let issuer = listed[0]["issuer"].as_str().unwrap();
@@ -153,7 +92,7 @@ fn disable_with_revoke_cuts_a_stolen_device_off_in_one_step() {
     let enabled = devices(&["enable", stolen, "--json"], data);
     assert_exit(&enabled, 0);
     assert_eq!(json(&enabled)["enabled"], true);
-    let healed = provision(&served.url, &fleet, stolen, &out);
+    let healed = provision(&served.url, &fleet.dir, stolen, &out);
     assert_exit(&healed, 0);
     assert_ne!(json(&healed)["certificateId"], certificate_id.as_str());
 }
@@ -173,7 +112,7 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
     );
     let id = &fleet.ids[0];
     assert_exit(
-        &provision(&served.url, &fleet, id, &tmp.path().join("d")),
+        &provision(&served.url, &fleet.dir, id, &tmp.path().join("d")),
         0,
     );
     drop(served);
@@ -185,7 +124,7 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
         String::from_utf8_lossy(&disabled.stdout),
         format!("device {id} is disabled\n")
     );
-    assert_eq!(certs(data, id)[0]["status"], "ACTIVE");
+    assert_eq!(certs(&data_dir, id)[0]["status"], "ACTIVE");
 
     // and with --revoke and a reason, in words: the certificate, with the reason
     let revoked = devices(
@@ -203,7 +142,7 @@ fn disable_without_revoke_keeps_certificates_and_mistakes_are_refused() {
     assert!(text.contains("revoked certificate"), "{text}");
     assert!(text.contains("cessationOfOperation"), "{text}");
     assert_eq!(
-        certs(data, id)[0]["revocationReason"],
+        certs(&data_dir, id)[0]["revocationReason"],
         "cessationOfOperation"
     );
 

@@ -4,72 +4,13 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{assert_exit, free_port, json, provisioner};
-
-/// `provisioner serve` as a child process, stopped (by its PID) when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("PROVISIONER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        // Keep reading what serve prints so its stdout never closes under it.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        let served = Self { child, url };
-        let started = Instant::now();
-        while curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{}/healthz", served.url),
-        ])
-        .0 != "200"
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not become healthy"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        served
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use support::{assert_exit, certs, fleet, free_port, json, provision, provisioner, Served};
 
 /// mosquitto started from the `ca export-mosquitto` configuration, stopped by PID.
 struct Broker {
@@ -163,48 +104,6 @@ fn post_new(url: &str, header: Option<&str>) -> (u16, Value) {
     )
 }
 
-struct Fleet {
-    dir: PathBuf,
-    ids: Vec<String>,
-}
-
-fn fleet(dir: &Path, count: usize) -> Fleet {
-    let out = provisioner(&[
-        "device",
-        "fleet",
-        "--count",
-        &count.to_string(),
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0);
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
-    let ids = manifest
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().to_owned())
-        .collect();
-    Fleet {
-        dir: dir.to_path_buf(),
-        ids,
-    }
-}
-
-fn provision(url: &str, fleet: &Fleet, id: &str, out: &Path) -> Output {
-    provisioner(&[
-        "device",
-        "provision",
-        "--url",
-        url,
-        "--key",
-        fleet.dir.join(format!("{id}.key.pem")).to_str().unwrap(),
-        "--device-id",
-        id,
-        "--out",
-        out.to_str().unwrap(),
-    ])
-}
-
 fn connect(broker: &Broker, out: &Path, id: &str) -> Output {
     provisioner(&[
         "device",
@@ -233,20 +132,6 @@ fn openssl_verify(out: &Path, id: &str, root: &Path) -> Output {
 
 fn certificate_id(output: &Output) -> String {
     json(output)["certificateId"].as_str().unwrap().to_owned()
-}
-
-fn certs(data_dir: &Path, device: &str) -> Vec<Value> {
-    let out = provisioner(&[
-        "certs",
-        "list",
-        "--device",
-        device,
-        "--json",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0);
-    json(&out).as_array().unwrap().clone()
 }
 
 fn status_of(data_dir: &Path, device: &str, certificate: &str) -> String {
@@ -281,7 +166,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
     // A device provisions; OpenSSL accepts the chain; the broker accepts the device.
     let broker = Broker::start(&data, &tmp.path().join("broker1"));
     let first = &fleet.ids[0];
-    let provisioned = provision(&served.url, &fleet, first, &out);
+    let provisioned = provision(&served.url, &fleet.dir, first, &out);
     assert_exit(&provisioned, 0);
     let first_certificate = certificate_id(&provisioned);
     let verified = openssl_verify(&out, first, &root);
@@ -292,7 +177,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
     assert_exit(&connect(&broker, &out, first), 0);
 
     // A second request returns the same certificate.
-    let again = provision(&served.url, &fleet, first, &out);
+    let again = provision(&served.url, &fleet.dir, first, &out);
     assert_exit(&again, 0);
     assert_eq!(certificate_id(&again), first_certificate);
     drop(served);
@@ -307,7 +192,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
         std::fs::copy(out.join(&name), old_dir.join(&name)).unwrap();
     }
     let served = Served::start(&data, &["--renew-within-days", "365"]);
-    let rotated = provision(&served.url, &fleet, first, &out);
+    let rotated = provision(&served.url, &fleet.dir, first, &out);
     assert_exit(&rotated, 0);
     let second_certificate = certificate_id(&rotated);
     assert_ne!(second_certificate, first_certificate);
@@ -337,7 +222,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
 
     // The device provisions again (it has no ACTIVE certificate) and connects.
     let served = Served::start(&data, &[]);
-    let healed = provision(&served.url, &fleet, first, &out);
+    let healed = provision(&served.url, &fleet.dir, first, &out);
     assert_exit(&healed, 0);
     assert_exit(&connect(&broker, &out, first), 0);
 
@@ -349,7 +234,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
         .map(|id| tmp.path().join(format!("d-{id}")))
         .collect();
     for (id, dir) in fleet.ids.iter().zip(&outs) {
-        assert_exit(&provision(&served.url, &fleet, id, dir), 0);
+        assert_exit(&provision(&served.url, &fleet.dir, id, dir), 0);
     }
     let rotate = provisioner(&["ca", "rotate", "--data-dir", data_arg]);
     assert_exit(&rotate, 0);
@@ -359,7 +244,7 @@ fn devices_provision_connect_rotate_and_are_revoked_end_to_end() {
     let broker = Broker::start(&data, &tmp.path().join("broker4"));
     for (id, dir) in fleet.ids.iter().zip(&outs) {
         assert_exit(&connect(&broker, dir, id), 1);
-        let again = provision(&served.url, &fleet, id, dir);
+        let again = provision(&served.url, &fleet.dir, id, dir);
         assert_exit(&again, 0);
         let chain = std::fs::read_to_string(dir.join(format!("{id}.chain.pem"))).unwrap();
         let new_ca = std::fs::read_to_string(
@@ -449,8 +334,8 @@ fn every_error_status_of_the_contract_over_http() {
     // then the rate limit (1 per hour, every request issuing) answers 429.
     let first = &fleet.ids[0];
     let out = tmp.path().join("device");
-    assert_exit(&provision(&served.url, &fleet, first, &out), 0);
-    let limited = provision(&served.url, &fleet, first, &out);
+    assert_exit(&provision(&served.url, &fleet.dir, first, &out), 0);
+    let limited = provision(&served.url, &fleet.dir, first, &out);
     assert_exit(&limited, 1);
     assert_eq!(json(&limited)["status"], 429);
     let second_key_as_first = provisioner(&[

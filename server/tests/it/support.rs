@@ -2,6 +2,8 @@
 //!
 //! - [`provisioner`]: run the real binary and read its JSON; [`Served`]: `provisioner
 //!   serve` as a child process, healthy, stopped by its PID when dropped;
+//! - [`Fleet`]: a simulated fleet (`device fleet`), its devices provisioned with
+//!   [`provision`] and their certificates listed with [`certs`];
 //! - [`Pki`]: a throw-away root and issuing intermediate made with the `openssl` CLI,
 //!   issuing client and server certificates and CRLs (`openssl ca -gencrl`);
 //! - [`Mosquitto`]: a real mosquitto broker with a mutual-TLS listener on 127.0.0.1,
@@ -39,30 +41,19 @@ pub struct Served {
 impl Served {
     /// Starts serve over `data_dir` with `extra` options and waits until it is healthy.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("PROVISIONER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
-        // Keep reading what serve prints so its stdout never closes under it.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
+            .stderr(Stdio::inherit());
+        let served = Self::spawn(command);
         let started = Instant::now();
         loop {
             let out = Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                .arg(format!("{url}/healthz"))
+                .arg(format!("{}/healthz", served.url))
                 .output()
                 .expect("curl runs");
             if out.stdout == b"200" {
@@ -74,6 +65,23 @@ impl Served {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        served
+    }
+
+    /// Spawns `serve` as `command` builds it (stdout is taken here) and reads the URL from
+    /// its first line, without waiting for `/healthz`.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let mut first = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+        // Keep reading what serve prints so its stdout never closes under it.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .to_owned();
         Self { child, url }
     }
 }
@@ -163,6 +171,74 @@ pub fn world_readable(dir: &Path) {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A simulated fleet
+// ---------------------------------------------------------------------------------------
+
+/// A simulated fleet made by `device fleet`: its directory (keys and `manifest.csv`) and
+/// its device ids.
+pub struct Fleet {
+    /// Where the keys and the manifest are.
+    pub dir: PathBuf,
+    /// The device ids, in the manifest's order.
+    pub ids: Vec<String>,
+}
+
+/// `device fleet --count COUNT --out DIR`, which must succeed.
+pub fn fleet(dir: &Path, count: usize) -> Fleet {
+    let out = provisioner(&[
+        "device",
+        "fleet",
+        "--count",
+        &count.to_string(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    let manifest = fs::read_to_string(dir.join("manifest.csv")).unwrap();
+    let ids = manifest
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect();
+    Fleet {
+        dir: dir.to_path_buf(),
+        ids,
+    }
+}
+
+/// `device provision`: the device's request to `POST /new` with its key from `fleet_dir`,
+/// the certificate written to `out`.
+pub fn provision(url: &str, fleet_dir: &Path, id: &str, out: &Path) -> Output {
+    provisioner(&[
+        "device",
+        "provision",
+        "--url",
+        url,
+        "--key",
+        fleet_dir.join(format!("{id}.key.pem")).to_str().unwrap(),
+        "--device-id",
+        id,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// `certs list --device ID --json` over `data_dir`, which must succeed.
+pub fn certs(data_dir: &Path, device: &str) -> Vec<Value> {
+    let out = provisioner(&[
+        "certs",
+        "list",
+        "--device",
+        device,
+        "--json",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    json(&out).as_array().unwrap().clone()
 }
 
 // ---------------------------------------------------------------------------------------

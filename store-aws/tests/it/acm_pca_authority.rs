@@ -35,9 +35,7 @@ const NOW: i64 = 1_800_000_000;
 use provisioner_testkit::moto;
 
 async fn client() -> Client {
-    moto::endpoint();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&config)
+    Client::new(&crate::support::sdk().await)
 }
 
 async fn authority() -> AcmPcaAuthority {
@@ -265,9 +263,8 @@ fn openssl_csr_asking(dir: &Path, name: &str, subject: &str, extensions: &[&str]
 
 #[tokio::test]
 async fn pca_is_asked_for_the_passthrough_template_with_the_device_id_as_the_whole_subject() {
-    moto::endpoint();
     let sent = SentIssueCertificate::default();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::support::sdk().await;
     let client = Client::from_conf(
         aws_sdk_acmpca::config::Builder::from(&sdk)
             .interceptor(sent.clone())

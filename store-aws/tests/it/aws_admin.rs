@@ -17,8 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{SigningAlgorithm, Validity, ValidityPeriodType};
+use aws_sdk_acmpca::types::{Validity, ValidityPeriodType};
 use aws_sdk_iot::types::CertificateStatus as IotStatus;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -53,6 +52,8 @@ const TOKEN: &str = "aws-admin-test-token-0123456789abcdef";
 
 use provisioner_testkit::claimed;
 use provisioner_testkit::moto;
+
+use crate::support::{iot, iot_certificate_status, pca_issue, unreachable_iot};
 
 /// A maintenance run that revokes one page per run and does not wait after switching.
 const BUDGET: MaintenanceBudget = MaintenanceBudget {
@@ -227,7 +228,13 @@ impl World {
         assert_eq!(summary.imported, 1);
         let csr_pem = pem_of("CERTIFICATE REQUEST", &csr);
         let (arn, der) = loop {
-            let (arn, pem) = pca_issue(&self.pca, ca, &csr_pem).await;
+            let validity = Validity::builder()
+                .r#type(ValidityPeriodType::Days)
+                .value(365)
+                .build()
+                .unwrap();
+            let (arn, pem) =
+                pca_issue(&self.pca, ca, &csr_pem, END_ENTITY_TEMPLATE, validity).await;
             let der = pem_blocks(&pem, "CERTIFICATE").unwrap().remove(0);
             if moto::revocable_on_moto(&summarize_certificate(&der).unwrap().serial) {
                 break (arn, der);
@@ -257,24 +264,7 @@ impl World {
     }
 
     async fn iot_status(&self, region: &str, certificate_id: &str) -> Option<IotStatus> {
-        let answer = iot(&self.sdk, region)
-            .describe_certificate()
-            .certificate_id(certificate_id)
-            .send()
-            .await;
-        match answer {
-            Ok(output) => output
-                .certificate_description()
-                .and_then(|d| d.status())
-                .cloned(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                None
-            }
-            Err(e) => panic!("DescribeCertificate: {e:?}"),
-        }
+        iot_certificate_status(&iot(&self.sdk, region), certificate_id).await
     }
 
     async fn registry_status(&self, certificate_id: &str) -> CertificateStatus {
@@ -305,62 +295,6 @@ impl World {
             }
         }
     }
-}
-
-fn iot(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::from_conf(
-        aws_sdk_iot::config::Builder::from(sdk)
-            .region(aws_sdk_iot::config::Region::new(region.to_owned()))
-            .build(),
-    )
-}
-
-/// An IoT client for `region` that cannot connect: a port nothing listens on, no SDK
-/// retries, so each attempt fails at once.
-fn unreachable_iot(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    aws_sdk_iot::Client::from_conf(
-        aws_sdk_iot::config::Builder::from(sdk)
-            .region(aws_sdk_iot::config::Region::new(region.to_owned()))
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .retry_config(aws_sdk_iot::config::retry::RetryConfig::disabled())
-            .build(),
-    )
-}
-
-/// Has the PCA `ca` sign `csr_pem` as a device certificate; (certificate ARN, PEM).
-async fn pca_issue(pca: &aws_sdk_acmpca::Client, ca: &str, csr_pem: &str) -> (String, String) {
-    let issued = pca
-        .issue_certificate()
-        .certificate_authority_arn(ca)
-        .csr(Blob::new(csr_pem))
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .template_arn(END_ENTITY_TEMPLATE)
-        .validity(
-            Validity::builder()
-                .r#type(ValidityPeriodType::Days)
-                .value(365)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = issued.certificate_arn().unwrap().to_owned();
-    let pem = pca
-        .get_certificate()
-        .certificate_authority_arn(ca)
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .certificate()
-        .unwrap()
-        .to_owned();
-    (arn, pem)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{SigningAlgorithm, Validity, ValidityPeriodType};
+use aws_sdk_acmpca::types::{Validity, ValidityPeriodType};
 use claimed::RecordClaimed;
 use provisioner_core::{
     CertificateRecord, CertificateStatus, CsrPolicy, CsrVerifier, DeviceRegistry, IssuanceProfile,
@@ -43,6 +42,8 @@ const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 use moto::endpoint;
 use provisioner_testkit::claimed;
 use provisioner_testkit::moto;
+
+use crate::support::{iot, iot_certificate_status, pca_issue};
 
 /// Everything one test needs, over tables of its own.
 struct Fixture {
@@ -88,14 +89,6 @@ async fn fixture() -> Fixture {
         admin,
         dir: tempfile::tempdir().unwrap(),
     }
-}
-
-fn iot_client(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::from_conf(
-        aws_sdk_iot::config::Builder::from(sdk)
-            .region(aws_sdk_iot::config::Region::new(region.to_owned()))
-            .build(),
-    )
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -186,43 +179,6 @@ async fn pca_root(pca: &aws_sdk_acmpca::Client) -> String {
     moto::pca_root(pca).await
 }
 
-/// Has the PCA `ca` sign `csr_pem` with `template`; returns (certificate ARN, PEM).
-async fn pca_issue(
-    pca: &aws_sdk_acmpca::Client,
-    ca: &str,
-    csr_pem: &str,
-    template: &str,
-) -> (String, String) {
-    let issued = pca
-        .issue_certificate()
-        .certificate_authority_arn(ca)
-        .csr(Blob::new(csr_pem))
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .template_arn(template)
-        .validity(
-            Validity::builder()
-                .r#type(ValidityPeriodType::Years)
-                .value(5)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = issued.certificate_arn().unwrap().to_owned();
-    let pem = pca
-        .get_certificate()
-        .certificate_authority_arn(ca)
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .certificate()
-        .unwrap()
-        .to_owned();
-    (arn, pem)
-}
-
 async fn pca_ca_pem(pca: &aws_sdk_acmpca::Client, ca: &str) -> String {
     pca.get_certificate_authority_certificate()
         .certificate_authority_arn(ca)
@@ -286,7 +242,7 @@ async fn issue_devices(f: &Fixture, ca: &str, n: usize, tag: &str) -> Vec<Certif
             .unwrap();
         let certificate_id = hex::encode(Sha256::digest(&signed.der));
         for region in REGIONS {
-            let registered = iot_client(&f.sdk, region)
+            let registered = iot(&f.sdk, region)
                 .register_certificate()
                 .certificate_pem(&signed.pem)
                 .ca_certificate_pem(&ca_pem)
@@ -325,15 +281,8 @@ async fn issue_devices(f: &Fixture, ca: &str, n: usize, tag: &str) -> Vec<Certif
 }
 
 async fn iot_status(f: &Fixture, region: &str, certificate_id: &str) -> String {
-    iot_client(&f.sdk, region)
-        .describe_certificate()
-        .certificate_id(certificate_id)
-        .send()
+    iot_certificate_status(&iot(&f.sdk, region), certificate_id)
         .await
-        .unwrap()
-        .certificate_description()
-        .unwrap()
-        .status()
         .unwrap()
         .as_str()
         .to_owned()
@@ -344,7 +293,7 @@ async fn iot_ca_status(f: &Fixture, region: &str, ca: &str) -> String {
     let registration = description.iot.iter().find(|r| r.region == region).unwrap();
     // Read back through IoT directly, not only through `describe`.
     let id = registration.certificate_id.clone().unwrap();
-    iot_client(&f.sdk, region)
+    iot(&f.sdk, region)
         .describe_ca_certificate()
         .certificate_id(&id)
         .send()
@@ -523,7 +472,19 @@ async fn rotation_revokes_the_old_cas_certificates_everywhere_and_its_parent_rev
         .unwrap();
     // (a serial moto can revoke: the test checks A's revocation at its parent)
     let (a_certificate_arn, a_pem) = loop {
-        let (arn, pem) = pca_issue(&f.pca, &root, &created.csr_pem, SUBORDINATE_TEMPLATE).await;
+        let validity = Validity::builder()
+            .r#type(ValidityPeriodType::Years)
+            .value(5)
+            .build()
+            .unwrap();
+        let (arn, pem) = pca_issue(
+            &f.pca,
+            &root,
+            &created.csr_pem,
+            SUBORDINATE_TEMPLATE,
+            validity,
+        )
+        .await;
         let der = pem_blocks(&pem, "CERTIFICATE").unwrap().remove(0);
         if moto::revocable_on_moto(&summarize_certificate(&der).unwrap().serial) {
             break (arn, pem);

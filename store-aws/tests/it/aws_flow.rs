@@ -18,7 +18,6 @@ use base64::Engine as _;
 use http_body_util::BodyExt;
 use provisioner_app::flow::{FlowSettings, Provisioner};
 use provisioner_app::import::{ImportItem, ImportOptions};
-use provisioner_app::latent::UrlSigner;
 use provisioner_core::{
     CertificateAuthority, CertificateStatus, DeviceRegistry, IssuanceProfile, IssuanceRateLimit,
     ManifestRecord,
@@ -36,9 +35,10 @@ const OTHER: &str = "eu-west-1";
 
 use provisioner_testkit::moto;
 
+use crate::support::{self, iot};
+
 async fn sdk() -> aws_config::SdkConfig {
-    moto::endpoint();
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest())
+    support::sdk()
         .await
         .to_builder()
         .region(aws_config::Region::new(SERVING))
@@ -125,12 +125,16 @@ async fn deploy_with_store(
         endpoint: "iot.example:8883".into(),
         claim_wait: provisioner_app::flow::FlowSettings::DEFAULT_CLAIM_WAIT,
     };
-    let api = Arc::new(DeviceApi {
-        provisioner: Provisioner::new(ports, flow),
-        url_signer: UrlSigner::new(b"flow test key", 600).unwrap(),
-        public_url: "http://127.0.0.1:9".into(),
-        certificate_store,
-    });
+    let api = Arc::new(
+        DeviceApi::new(
+            Provisioner::new(ports, flow),
+            b"flow test key",
+            600,
+            "http://127.0.0.1:9",
+        )
+        .unwrap()
+        .with_certificate_store(certificate_store),
+    );
     Deployment {
         settings,
         ca_arn,
@@ -153,26 +157,10 @@ async fn post_new(api: &Arc<DeviceApi<AwsAdapters>>, header: &str) -> (StatusCod
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-fn iot(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::new(
-        &sdk.to_builder()
-            .region(aws_config::Region::new(region.to_owned()))
-            .build(),
-    )
-}
-
 async fn iot_status(client: &aws_sdk_iot::Client, certificate_id: &str) -> IotStatus {
-    client
-        .describe_certificate()
-        .certificate_id(certificate_id)
-        .send()
+    support::iot_certificate_status(client, certificate_id)
         .await
         .unwrap()
-        .certificate_description()
-        .unwrap()
-        .status()
-        .unwrap()
-        .clone()
 }
 
 /// `openssl verify` of the answer's certificate against its chain.

@@ -19,6 +19,7 @@ use provisioner_store_aws::dynamodb::{
 mod claims;
 #[path = "dynamodb_registry/contract.rs"]
 mod contract;
+use provisioner_testkit::moto::endpoint;
 use provisioner_testkit::registry_contract;
 
 const NOW: i64 = 1_800_000_000;
@@ -30,17 +31,6 @@ fn key(n: u64) -> DeviceKey {
     let secret = p256::SecretKey::from_slice(&scalar).unwrap();
     let point = secret.public_key().to_encoded_point(false);
     DeviceKey::from_sec1(Curve::P256, point.as_bytes()).unwrap()
-}
-
-fn endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create tables in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
-    endpoint
 }
 
 /// A registry over fresh tables of its own.
@@ -890,8 +880,7 @@ async fn faulty_registry(
     tables: &DynamoDbTables,
     interceptor: impl aws_sdk_dynamodb::config::Intercept + 'static,
 ) -> DynamoDbRegistry {
-    endpoint();
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let shared = crate::support::sdk().await;
     let config = aws_sdk_dynamodb::config::Builder::from(&shared)
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
         .interceptor(interceptor)

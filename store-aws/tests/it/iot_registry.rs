@@ -35,49 +35,11 @@ use provisioner_store_aws::iot::{
 use rcgen::{CertificateParams, DnType, Issuer, KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
 
+use crate::support::{iot, iot_certificate_status, sdk, unreachable_iot};
+
 const SERVING: &str = "us-east-1";
 const OTHER: &str = "eu-west-1";
 const NOW: i64 = 1_800_000_000;
-
-fn endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never touch a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
-    endpoint
-}
-
-async fn sdk() -> aws_config::SdkConfig {
-    endpoint();
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
-fn iot(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::from_conf(
-        aws_sdk_iot::config::Builder::from(sdk)
-            .region(aws_sdk_iot::config::Region::new(region.to_owned()))
-            .build(),
-    )
-}
-
-/// An IoT client for `region` that cannot connect: a port nothing listens on, no SDK
-/// retries, so each attempt fails at once.
-fn unreachable_iot(sdk: &aws_config::SdkConfig, region: &str) -> aws_sdk_iot::Client {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    aws_sdk_iot::Client::from_conf(
-        aws_sdk_iot::config::Builder::from(sdk)
-            .region(aws_sdk_iot::config::Region::new(region.to_owned()))
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .retry_config(aws_sdk_iot::config::retry::RetryConfig::disabled())
-            .build(),
-    )
-}
 
 /// One test's world: its tables, policy, devices and a CA.
 struct World {
@@ -218,22 +180,7 @@ impl World {
 
     /// The certificate's status in `region`'s IoT Core (`None`: not registered there).
     async fn status_in(&self, region: &str, certificate_id: &str) -> Option<IotStatus> {
-        match self
-            .iot(region)
-            .describe_certificate()
-            .certificate_id(certificate_id)
-            .send()
-            .await
-        {
-            Ok(out) => out.certificate_description().unwrap().status().cloned(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                None
-            }
-            Err(e) => panic!("DescribeCertificate: {e:?}"),
-        }
+        iot_certificate_status(&self.iot(region), certificate_id).await
     }
 
     async fn principals_in(&self, region: &str, device_id: &str) -> Vec<String> {

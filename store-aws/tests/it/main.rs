@@ -11,3 +11,4 @@ mod dynamodb_registry;
 mod iot_registry;
 mod port_contracts;
 mod s3_retrieval;
+mod support;

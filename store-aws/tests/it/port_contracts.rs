@@ -3,12 +3,8 @@
 //! DynamoDB audit log. Each test makes its own CA, tables, policy and things, so they
 //! run in parallel on one moto; without moto (`AWS_ENDPOINT_URL`) they fail.
 
+use crate::support::sdk;
+
 mod audit;
 mod authority;
 mod things;
-
-/// The standard AWS configuration, pointed at moto (and only at a local stand-in).
-async fn sdk() -> aws_config::SdkConfig {
-    provisioner_testkit::moto::endpoint();
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}

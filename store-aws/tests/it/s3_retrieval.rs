@@ -15,21 +15,11 @@ use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_s3::types::ServerSideEncryption;
 use provisioner_core::{PortError, UnixTime};
 use provisioner_store_aws::s3::{object_key, S3RetrievalStore, PEM_CONTENT_TYPE};
+use provisioner_testkit::moto::endpoint;
 
 const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBdevice\n-----END CERTIFICATE-----\n\
                    -----BEGIN CERTIFICATE-----\nMIIBissuer\n-----END CERTIFICATE-----\n";
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(900);
-
-fn endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
-    // Never create buckets in a real account by accident.
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL={endpoint} is not a local stand-in"
-    );
-    endpoint
-}
 
 fn now() -> UnixTime {
     i64::try_from(
@@ -66,8 +56,7 @@ async fn store() -> S3RetrievalStore {
 /// A store over a fresh bucket whose client signs with `credentials` (for expiries the
 /// environment's dummy credentials do not have).
 async fn store_signing_with(credentials: Credentials) -> S3RetrievalStore {
-    endpoint();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::support::sdk().await;
     let provider = SharedCredentialsProvider::new(credentials);
     let config = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(true)

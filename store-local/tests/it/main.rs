@@ -7,3 +7,4 @@ mod port_contracts;
 mod registry_contract;
 mod rotation;
 mod sqlite_registry;
+mod support;

@@ -7,9 +7,12 @@ use provisioner_testkit::registry_contract;
 use std::sync::Arc;
 
 use provisioner_app::memory::MemoryRegistry;
-use provisioner_core::{Device, DeviceKey, ManifestReader};
-use provisioner_store_local::registry::{ImportItem, ImportOptions, SqliteRegistry};
+use provisioner_core::{Device, DeviceKey};
+use provisioner_store_local::registry::SqliteRegistry;
 use registry_contract::ContractBackend;
+
+// SQLite: one database file; each instance its own connections and writer thread.
+use crate::support::{import_device, SqliteFile as Sqlite};
 
 /// The fake: every instance is the same maps.
 #[derive(Default)]
@@ -34,45 +37,21 @@ impl ContractBackend for Memory {
     }
 }
 
-/// One database file; each instance its own connections and writer thread.
-struct Sqlite {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-impl Sqlite {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.sqlite3");
-        Self { _dir: dir, path }
-    }
-}
-
 impl ContractBackend for Sqlite {
     type Registry = SqliteRegistry;
 
     fn instance(&self) -> Self::Registry {
-        SqliteRegistry::open(&self.path).unwrap()
+        self.open()
     }
 
     async fn register(&self, device_id: &str, key: &DeviceKey) {
-        let registry = self.instance();
-        let csv = format!("{device_id},{key}\n");
-        let reader = ManifestReader::new();
-        let entries = reader.read(csv.as_bytes()).unwrap();
-        let summary = registry
-            .import(
-                entries.map(|entry| ImportItem {
-                    source: "contract.csv",
-                    entry,
-                }),
-                &ImportOptions {
-                    now: registry_contract::NOW,
-                    ..ImportOptions::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(summary.imported, 1);
+        import_device(
+            &self.instance(),
+            "contract.csv",
+            device_id,
+            key,
+            registry_contract::NOW,
+        );
     }
 }
 

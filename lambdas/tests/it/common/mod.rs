@@ -10,7 +10,6 @@ use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service};
 use provisioner_app::flow::{Adapters, FlowSettings, Ports, Provisioner};
-use provisioner_app::latent::UrlSigner;
 use provisioner_app::memory::{CountingAuthority, ManualClock, MemoryAdapters, MemoryRegistry};
 use provisioner_core::{Device, DeviceKey, IssuanceProfile, IssuanceRateLimit};
 use provisioner_http::api::DeviceApi;
@@ -179,12 +178,13 @@ pub fn flow_settings(failures_per_minute: u32) -> FlowSettings {
 
 /// The issuer over `ports`, checking the fixtures' origin secret.
 pub fn issuer<B: Adapters>(ports: Ports<B>, settings: FlowSettings) -> IssuerService {
-    let api = DeviceApi {
-        provisioner: Provisioner::new(ports, settings),
-        url_signer: UrlSigner::new(b"test retrieval key", 600).unwrap(),
-        public_url: PUBLIC_URL.into(),
-        certificate_store: None,
-    };
+    let api = DeviceApi::new(
+        Provisioner::new(ports, settings),
+        b"test retrieval key",
+        600,
+        PUBLIC_URL,
+    )
+    .unwrap();
     IssuerService::new(Arc::new(api), OriginSecret::new(Some(ORIGIN_SECRET)))
 }
 

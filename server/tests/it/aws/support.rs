@@ -11,8 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// The regions the deployments under test serve.
 pub const REGIONS: &str = "us-east-1,eu-west-1";
 
+/// `AWS_ENDPOINT_URL`, which must be a local stand-in.
 pub fn endpoint() -> String {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at moto: run scripts/test-aws.sh");
@@ -173,20 +175,15 @@ impl Served {
 
     /// [`Served::start`] with further options (`--rate-limit 2` ...).
     pub fn start_with(dir: &Path, prefix: &str, options: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .args(["serve", "--backend", "aws", "--create-tables"])
-            .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
-            .args(options)
-            .current_dir(dir)
-            .env("PROVISIONER_LOG", "warn")
-            .env("PROVISIONER_TABLE_PREFIX", prefix)
-            .env("PROVISIONER_REGIONS", REGIONS)
-            .env("PROVISIONER_MQTT_ENDPOINT", "iot.example:8883")
-            .env_remove("PROVISIONER_PCA_CA_ARN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut command = serve_command(dir, prefix, REGIONS);
+        command.args(options);
+        Self::spawn(command)
+    }
+
+    /// Spawns `command` (a [`serve_command`], stdout taken here) and returns once the
+    /// tables exist.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
@@ -208,6 +205,24 @@ impl Served {
     }
 }
 
+/// `provisioner serve --backend aws --create-tables` on 127.0.0.1 in `dir`, over the
+/// tables of `prefix` in `regions`: the command, for more options before
+/// [`Served::spawn`].
+pub fn serve_command(dir: &Path, prefix: &str, regions: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    command
+        .args(["serve", "--backend", "aws", "--create-tables"])
+        .args(["--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .current_dir(dir)
+        .env("PROVISIONER_LOG", "warn")
+        .env("PROVISIONER_TABLE_PREFIX", prefix)
+        .env("PROVISIONER_REGIONS", regions)
+        .env("PROVISIONER_MQTT_ENDPOINT", "iot.example:8883")
+        .env_remove("PROVISIONER_PCA_CA_ARN")
+        .stderr(Stdio::inherit());
+    command
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -219,12 +234,17 @@ impl Drop for Served {
 
 /// `provisioner ARGS` in `dir` with the deployment's environment.
 pub fn provisioner(dir: &Path, prefix: &str, args: &[&str]) -> Output {
+    provisioner_in(dir, prefix, REGIONS, args)
+}
+
+/// [`provisioner`] in other `regions` (comma-separated).
+pub fn provisioner_in(dir: &Path, prefix: &str, regions: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .args(args)
         .current_dir(dir)
         .env("PROVISIONER_LOG", "warn")
         .env("PROVISIONER_TABLE_PREFIX", prefix)
-        .env("PROVISIONER_REGIONS", REGIONS)
+        .env("PROVISIONER_REGIONS", regions)
         .stdin(Stdio::null())
         .output()
         .unwrap()

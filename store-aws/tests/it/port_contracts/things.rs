@@ -57,31 +57,12 @@ impl Iot {
     }
 
     fn iot(&self) -> aws_sdk_iot::Client {
-        aws_sdk_iot::Client::from_conf(
-            aws_sdk_iot::config::Builder::from(&self.sdk)
-                .region(aws_sdk_iot::config::Region::new(REGION))
-                .build(),
-        )
+        crate::support::iot(&self.sdk, REGION)
     }
 
     /// The certificate's status in IoT Core (`None`: not registered).
     async fn status(&self, certificate_id: &str) -> Option<IotStatus> {
-        match self
-            .iot()
-            .describe_certificate()
-            .certificate_id(certificate_id)
-            .send()
-            .await
-        {
-            Ok(out) => out.certificate_description().unwrap().status().cloned(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                None
-            }
-            Err(e) => panic!("DescribeCertificate: {e:?}"),
-        }
+        crate::support::iot_certificate_status(&self.iot(), certificate_id).await
     }
 }
 

@@ -9,6 +9,9 @@ use provisioner_core::{AuditEvent, UnixTime};
 use provisioner_store_local::registry::SqliteRegistry;
 use provisioner_testkit::audit_contract::{self, AuditBackend};
 
+// SQLite: one database file; each instance its own connections and writer thread.
+use crate::support::SqliteFile as Sqlite;
+
 /// The fake: every instance is the same list.
 #[derive(Default)]
 struct Memory(Arc<MemoryRegistry>);
@@ -30,25 +33,11 @@ impl AuditBackend for Memory {
     }
 }
 
-/// One database file; each instance its own connections and writer thread.
-struct Sqlite {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-impl Sqlite {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("registry.sqlite3");
-        Self { _dir: dir, path }
-    }
-}
-
 impl AuditBackend for Sqlite {
     type Log = SqliteRegistry;
 
     fn instance(&self) -> SqliteRegistry {
-        SqliteRegistry::open(&self.path).unwrap()
+        self.open()
     }
 
     /// `audit_since`, the admin's read (oldest first), cut at `until`.

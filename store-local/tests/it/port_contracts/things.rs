@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use provisioner_app::memory::MemoryRegistry;
 use provisioner_core::{
-    CertificateRecord, CertificateStatus, Device, DeviceKey, DeviceRegistry, ManifestReader,
-    RevocationReason,
+    CertificateRecord, CertificateStatus, Device, DeviceKey, DeviceRegistry, RevocationReason,
 };
-use provisioner_store_local::registry::{ImportItem, ImportOptions, SqliteRegistry};
+use provisioner_store_local::registry::SqliteRegistry;
 use provisioner_testkit::things_contract::{self, ThingsBackend};
+
+use crate::support::import_device;
 
 /// The fake: every instance is the same maps.
 #[derive(Default)]
@@ -91,23 +92,13 @@ impl ThingsBackend for Sqlite {
     }
 
     async fn add_device(&self, device_id: &str, key: &DeviceKey) {
-        let csv = format!("{device_id},{key}\n");
-        let reader = ManifestReader::new();
-        let entries = reader.read(csv.as_bytes()).unwrap();
-        let summary = self
-            .registry
-            .import(
-                entries.map(|entry| ImportItem {
-                    source: "things.csv",
-                    entry,
-                }),
-                &ImportOptions {
-                    now: things_contract::NOW,
-                    ..ImportOptions::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(summary.imported, 1);
+        import_device(
+            &self.registry,
+            "things.csv",
+            device_id,
+            key,
+            things_contract::NOW,
+        );
     }
 
     async fn principals(&self, device_id: &str) -> Vec<String> {
