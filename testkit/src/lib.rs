@@ -11,5 +11,6 @@ pub mod authority_contract;
 pub mod claimed;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod openssl;
 pub mod registry_contract;
 pub mod things_contract;

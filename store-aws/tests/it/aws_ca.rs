@@ -15,7 +15,6 @@
 //! progress" for a revoked certificate.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -42,6 +41,7 @@ const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 use moto::endpoint;
 use provisioner_testkit::claimed;
 use provisioner_testkit::moto;
+use provisioner_testkit::openssl::{offline_root, openssl};
 
 use crate::support::{iot, iot_certificate_status, pca_issue};
 
@@ -91,54 +91,16 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A root CA made by openssl in `dir`: root.pem and root.key.
 fn openssl_root(dir: &Path) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=Test Offline Root/O=provisioner tests",
-        ],
-        dir,
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=critical,CA:TRUE,pathlen:0\n\
-         keyUsage=critical,digitalSignature,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
+    offline_root(dir, "/CN=Test Offline Root/O=provisioner tests");
 }
 
 /// Signs `csr_pem` with the openssl root as a CA certificate; returns its PEM.
 fn openssl_sign_ca(dir: &Path, name: &str, csr_pem: &str) -> String {
     std::fs::write(dir.join(format!("{name}.csr")), csr_pem).unwrap();
     openssl(
+        dir,
         &[
             "x509",
             "-req",
@@ -157,7 +119,6 @@ fn openssl_sign_ca(dir: &Path, name: &str, csr_pem: &str) -> String {
             "-out",
             &format!("{name}.pem"),
         ],
-        dir,
     );
     std::fs::read_to_string(dir.join(format!("{name}.pem"))).unwrap()
 }
@@ -396,6 +357,7 @@ async fn install_refuses_a_certificate_for_another_key() {
         .unwrap();
     // A CSR of a key the CA does not hold, signed by the right parent.
     openssl(
+        f.dir.path(),
         &[
             "req",
             "-new",
@@ -411,7 +373,6 @@ async fn install_refuses_a_certificate_for_another_key() {
             "-out",
             "other.csr",
         ],
-        f.dir.path(),
     );
     let csr = std::fs::read_to_string(f.dir.path().join("other.csr")).unwrap();
     let pem = openssl_sign_ca(f.dir.path(), "other", &csr);

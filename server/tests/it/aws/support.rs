@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+pub use provisioner_testkit::openssl::openssl;
 use serde_json::Value;
 
 /// The regions the deployments under test serve.
@@ -57,19 +58,6 @@ pub fn ok_json(output: &Output) -> Value {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        stderr(&output)
-    );
 }
 
 /// `aws ca create`, the openssl root signs the CSR, `aws ca install`: the CA's ARN.
@@ -132,32 +120,7 @@ pub fn create_and_install(dir: &Path, prefix: &str, name: &str) -> (String, Valu
 /// An offline root CA made by openssl (`root.pem`, `root.key`) and the extensions it
 /// signs intermediates with (`ext.cnf`).
 pub fn offline_root(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "root.key",
-            "-out",
-            "root.pem",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=CLI Offline Root",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=critical,CA:TRUE,pathlen:0\n\
-         keyUsage=critical,digitalSignature,keyCertSign,cRLSign\n",
-    )
-    .unwrap();
+    provisioner_testkit::openssl::offline_root(dir, "/CN=CLI Offline Root");
 }
 
 /// `provisioner serve --backend aws` on 127.0.0.1, stopped by its PID when dropped.
